@@ -1,0 +1,174 @@
+/*
+ * fs_store: the laptop's local store, one folder ("home") holding store.db
+ * (SQLite: feeds, entries, the merged records view, settings, sync state) and
+ * the device's secret key. Multi-feed from the start: the own feed, and other
+ * feeds' entries (a coordinator's pull, corrections).
+ *
+ * Durability: every write is one transaction with synchronous=FULL; when a
+ * function that writes returns FS_OK, what it wrote survives power loss.
+ * Writers serialise with BEGIN IMMEDIATE, so several processes (the command
+ * line and the daemon) can share a store.
+ *
+ * Dependency rule: store/ includes protocol/ and base/ only. A struct store is
+ * used by one thread at a time.
+ */
+#ifndef STORE_H
+#define STORE_H
+
+#include <stdint.h>
+
+#include "proto.h"
+#include "proto_content.h"
+#include "proto_entry.h"
+#include "proto_merge.h"
+
+struct store;
+
+#define STORE_DB_NAME  "store.db"
+#define STORE_KEY_NAME "key"
+
+/* The home folder: flag (may be NULL), else $FIELDSYNC_HOME, else
+ * $XDG_DATA_HOME/fieldsync, else ~/.local/share/fieldsync. Caller frees. */
+FS_WUR enum fs_rc store_home_resolve(const char *flag, char **out /* OUT */, struct fs_err *err);
+
+/* Creates home (0700), the secret key (0600) and store.db for a device called
+ * name. FS_EEXIST when a store or key is already there. On success *feed holds
+ * the new feed id. */
+FS_WUR enum fs_rc store_init(const char *home, const char *name,
+                             unsigned char feed[PROTO_KEY_BYTES] /* OUT */, struct fs_err *err);
+
+/* Opens an initialised store: loads the key (refused when others can read
+ * it), applies migrations. FS_ENOTFOUND when there is no store at home. Caller
+ * closes with store_close. */
+FS_WUR enum fs_rc store_open(const char *home, struct store **out /* OUT */, struct fs_err *err);
+void store_close(struct store *s); /* NULL-safe */
+
+const unsigned char *store_feed(const struct store *s); /* valid until store_close */
+const char *store_home(const struct store *s);
+
+/* ---- settings (per store) ------------------------------------------------- */
+
+/* *value is NULL when unset; caller frees. */
+FS_WUR enum fs_rc store_setting_get(struct store *s, const char *key, char **value /* OUT */,
+                                    struct fs_err *err);
+/* value NULL removes the setting. */
+FS_WUR enum fs_rc store_setting_set(struct store *s, const char *key, const char *value,
+                                    struct fs_err *err);
+
+/* ---- transactions ------------------------------------------------------------ */
+
+/* Groups several writes into one durable transaction (import). Inside one,
+ * the record functions below join it instead of committing themselves. */
+FS_WUR enum fs_rc store_begin(struct store *s, struct fs_err *err);
+FS_WUR enum fs_rc store_commit(struct store *s, struct fs_err *err);
+void store_rollback(struct store *s);
+
+/* ---- writing the own feed ------------------------------------------------------ */
+
+/* Appends a root revision for a new record with content c (checked here).
+ * id: NULL for a new UUIDv7, or a given one (import), which must not exist.
+ * id_out receives the id. */
+FS_WUR enum fs_rc store_record_create(struct store *s, const struct proto_content *c,
+                                      const char *id, char id_out[PROTO_UUID_LEN + 1],
+                                      struct fs_err *err);
+/* Appends a revision of record id whose parent is the current winner.
+ * FS_ENOTFOUND for an unknown id; FS_EINVAL for a deleted or contested one;
+ * FS_EAUTH when this feed may not revise it (not the owner, not a coordinator). */
+FS_WUR enum fs_rc store_record_update(struct store *s, const char *id,
+                                      const struct proto_content *c, struct fs_err *err);
+/* Appends a delete child of every live leaf of record id. */
+FS_WUR enum fs_rc store_record_delete(struct store *s, const char *id, struct fs_err *err);
+/* Keeps the live leaf whose hash starts with rev_prefix: appends a delete
+ * child of every other live leaf. */
+FS_WUR enum fs_rc store_record_resolve(struct store *s, const char *id, const char *rev_prefix,
+                                       struct fs_err *err);
+
+/* ---- reading ------------------------------------------------------------------ */
+
+struct store_record {
+    char id[PROTO_UUID_LEN + 1];
+    enum proto_rec_state state;
+    int has_owner;
+    unsigned char owner[PROTO_KEY_BYTES];
+    unsigned char winner[PROTO_HASH_BYTES]; /* when LIVE */
+    uint64_t gen;
+    char kind[PROTO_KIND_MAX_BYTES + 1];
+    int64_t observed_ms;
+    size_t n_conflicts;
+    int synced; /* every own revision of it is receipted by the server */
+    unsigned char *content; /* the winner's content bytes, owned; NULL unless LIVE */
+    size_t content_len;
+};
+void store_record_release(struct store_record *r);
+
+/* Resolves a unique id prefix (at least 4 characters) to a full id.
+ * FS_ENOTFOUND, or FS_ECONFLICT when several ids start with it. */
+FS_WUR enum fs_rc store_record_find(struct store *s, const char *prefix,
+                                    char id[PROTO_UUID_LEN + 1] /* OUT */, struct fs_err *err);
+FS_WUR enum fs_rc store_record_get(struct store *s, const char *id, struct store_record *r /* OUT */,
+                                   struct fs_err *err);
+
+struct store_filter {
+    const char *kind;  /* NULL: any */
+    int has_since;     /* observed_at (UTC) at or after since_ms */
+    int64_t since_ms;
+    int unsynced;      /* only records with own revisions the server lacks */
+    int conflicts;     /* only records with conflicts or contested roots */
+    int with_deleted;  /* include tombstones */
+};
+
+/* Calls cb for each record matching f, ordered by id (creation time). A
+ * non-zero return from cb stops the walk and is returned as FS_EINTERNAL. */
+typedef int (*store_record_cb)(void *ctx, const struct store_record *r);
+FS_WUR enum fs_rc store_records_each(struct store *s, const struct store_filter *f,
+                                     store_record_cb cb, void *ctx, struct fs_err *err);
+
+/* One revision of a record, with its state in the merge. */
+struct store_rev {
+    struct proto_rev rev;
+    enum proto_rev_state state;
+    uint64_t seq;
+    char at[PROTO_TIME_MAX_LEN];
+    int is_winner, is_conflict;
+};
+typedef int (*store_rev_cb)(void *ctx, const struct store_rev *r);
+/* Every revision of record id, highest gen first. */
+FS_WUR enum fs_rc store_record_revisions(struct store *s, const char *id, store_rev_cb cb,
+                                         void *ctx, struct fs_err *err);
+
+struct store_status {
+    uint64_t local_seq;       /* entries in the own feed */
+    uint64_t server_have_seq; /* the latest receipt's have_seq, 0 when none */
+    uint64_t pending_entries; /* own entries no receipt covers */
+    uint64_t records, deleted, conflicts;
+};
+FS_WUR enum fs_rc store_status_get(struct store *s, struct store_status *st /* OUT */,
+                                   struct fs_err *err);
+
+/* ---- imports -------------------------------------------------------------------- */
+
+/* Whether a file with this hash was imported before. */
+FS_WUR enum fs_rc store_import_seen(struct store *s, const unsigned char hash[PROTO_HASH_BYTES],
+                                    int *seen /* OUT */, struct fs_err *err);
+/* Remembers an import (inside the import's transaction). */
+FS_WUR enum fs_rc store_import_mark(struct store *s, const unsigned char hash[PROTO_HASH_BYTES],
+                                    const char *name, uint64_t count, struct fs_err *err);
+/* For an import row with an id: *exists when a record with this id is
+ * stored, *same when one of its revisions has exactly this content. */
+FS_WUR enum fs_rc store_record_has_content(struct store *s, const char *id,
+                                           const unsigned char content_hash[PROTO_HASH_BYTES],
+                                           int *exists /* OUT */, int *same /* OUT */,
+                                           struct fs_err *err);
+
+/* ---- verification ---------------------------------------------------------------- */
+
+/* Re-checks the database (PRAGMA integrity_check), then every feed's chain,
+ * every signature and every content hash, and that the records view matches a
+ * fresh merge. Each problem is reported through cb as one line naming feed
+ * and seq. *problems counts them; FS_OK even when problems were found. */
+typedef void (*store_problem_cb)(void *ctx, const char *line);
+FS_WUR enum fs_rc store_verify(struct store *s, store_problem_cb cb, void *ctx,
+                               uint64_t *problems /* OUT */, uint64_t *entries /* OUT */,
+                               struct fs_err *err);
+
+#endif

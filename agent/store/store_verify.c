@@ -1,0 +1,237 @@
+/* Re-checking a store from its bytes: the database file, every chain, every
+ * signature and content hash, and the records view against a fresh merge. */
+#include "store_int.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+struct verify {
+    struct store *s;
+    store_problem_cb cb;
+    void *ctx;
+    uint64_t problems;
+};
+
+static void
+problem(struct verify *v, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void
+problem(struct verify *v, const char *fmt, ...)
+{
+    char line[FS_ERR_MAX + 128];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    v->problems++;
+    if (v->cb)
+        v->cb(v->ctx, line);
+}
+
+static enum fs_rc
+check_integrity(struct verify *v, struct fs_err *err)
+{
+    sqlite3_stmt *st = NULL;
+    int r;
+
+    r = sqlite3_prepare_v2(v->s->db, "PRAGMA integrity_check", -1, &st, NULL);
+    if (r != SQLITE_OK)
+        return store_sqlerr(v->s, r, "checking the database", err);
+    while ((r = sqlite3_step(st)) == SQLITE_ROW) {
+        const char *t = (const char *)sqlite3_column_text(st, 0);
+
+        if (t && strcmp(t, "ok") != 0)
+            problem(v, "database: %s", t);
+    }
+    sqlite3_finalize(st);
+    if (r != SQLITE_DONE)
+        problem(v, "database: %s", sqlite3_errstr(r));
+    return FS_OK;
+}
+
+static enum fs_rc
+check_feed(struct verify *v, const unsigned char feed[PROTO_KEY_BYTES], uint64_t have_seq,
+           const void *head, int head_len, uint64_t *entries, struct fs_err *err)
+{
+    sqlite3_stmt *st = NULL;
+    unsigned char prev[PROTO_HASH_BYTES], hash[PROTO_HASH_BYTES];
+    char short_feed[17];
+    uint64_t last = 0;
+    int r, have_prev = 0;
+
+    proto_hex_encode(feed, 8, short_feed);
+    r = sqlite3_prepare_v2(v->s->db,
+                           "SELECT seq, hash, entry, sig, content, record_id, gen, parent, op"
+                           " FROM entries WHERE feed = ?1 ORDER BY seq",
+                           -1, &st, NULL);
+    if (r != SQLITE_OK)
+        return store_sqlerr(v->s, r, "checking entries", err);
+    sqlite3_bind_blob(st, 1, feed, PROTO_KEY_BYTES, SQLITE_STATIC);
+    while ((r = sqlite3_step(st)) == SQLITE_ROW) {
+        uint64_t seq = (uint64_t)sqlite3_column_int64(st, 0);
+        struct proto_entry e;
+        struct fs_err e2;
+        int sig_len = sqlite3_column_bytes(st, 3);
+
+        (*entries)++;
+        if (sig_len != PROTO_SIG_BYTES) {
+            problem(v, "feed %s seq %llu: signature is missing or malformed", short_feed,
+                    (unsigned long long)seq);
+            have_prev = 0;
+            last = seq;
+            continue;
+        }
+        if (proto_entry_verify_full(sqlite3_column_blob(st, 2), (size_t)sqlite3_column_bytes(st, 2),
+                                    sqlite3_column_blob(st, 3), sqlite3_column_blob(st, 4),
+                                    (size_t)sqlite3_column_bytes(st, 4), feed, 0, &e, hash,
+                                    &e2)) {
+            problem(v, "feed %s seq %llu: %s", short_feed, (unsigned long long)seq, e2.msg);
+            have_prev = 0;
+            last = seq;
+            continue;
+        }
+        if (e.seq != seq)
+            problem(v, "feed %s seq %llu: the entry says seq %llu", short_feed,
+                    (unsigned long long)seq, (unsigned long long)e.seq);
+        else if (seq != last + 1)
+            problem(v, "feed %s seq %llu: gap after seq %llu", short_feed, (unsigned long long)seq,
+                    (unsigned long long)last);
+        else if (seq > 1 && have_prev && (!e.has_prev || memcmp(e.prev, prev, sizeof prev)))
+            problem(v, "feed %s seq %llu: does not follow the hash of seq %llu", short_feed,
+                    (unsigned long long)seq, (unsigned long long)last);
+        if (sqlite3_column_bytes(st, 1) != PROTO_HASH_BYTES ||
+            memcmp(sqlite3_column_blob(st, 1), hash, PROTO_HASH_BYTES) != 0)
+            problem(v, "feed %s seq %llu: stored hash does not match the entry", short_feed,
+                    (unsigned long long)seq);
+        if (strcmp((const char *)sqlite3_column_text(st, 5), e.record_id) != 0 ||
+            (uint64_t)sqlite3_column_int64(st, 6) != e.gen ||
+            sqlite3_column_int(st, 8) != (int)e.op ||
+            (e.has_parent ? sqlite3_column_bytes(st, 7) != PROTO_HASH_BYTES ||
+                                memcmp(sqlite3_column_blob(st, 7), e.parent, PROTO_HASH_BYTES)
+                          : sqlite3_column_type(st, 7) != SQLITE_NULL))
+            problem(v, "feed %s seq %llu: index columns do not match the entry", short_feed,
+                    (unsigned long long)seq);
+        memcpy(prev, hash, sizeof prev);
+        have_prev = 1;
+        last = seq;
+    }
+    sqlite3_finalize(st);
+    if (r != SQLITE_DONE) {
+        problem(v, "feed %s: entries unreadable after seq %llu (%s)", short_feed,
+                (unsigned long long)last, sqlite3_errstr(r));
+        return FS_OK;
+    }
+    if (last != have_seq)
+        problem(v, "feed %s: head says seq %llu but entries end at %llu", short_feed,
+                (unsigned long long)have_seq, (unsigned long long)last);
+    else if (last && (head_len != PROTO_HASH_BYTES || !have_prev ||
+                      memcmp(head, prev, PROTO_HASH_BYTES) != 0))
+        problem(v, "feed %s: head hash does not match entry %llu", short_feed,
+                (unsigned long long)last);
+    return FS_OK;
+}
+
+/* The records view must be what a fresh merge of the entries gives. */
+static enum fs_rc
+check_view(struct verify *v, struct fs_err *err)
+{
+    sqlite3_stmt *ids = NULL, *cur = NULL;
+    enum fs_rc rc = FS_OK;
+    int r;
+
+    r = sqlite3_prepare_v2(v->s->db,
+                           "SELECT id FROM (SELECT DISTINCT record_id AS id FROM entries"
+                           " UNION SELECT id FROM records) ORDER BY id",
+                           -1, &ids, NULL);
+    if (r == SQLITE_OK)
+        r = sqlite3_prepare_v2(v->s->db,
+                               "SELECT state, winner, n_conflicts FROM records WHERE id = ?1", -1,
+                               &cur, NULL);
+    if (r != SQLITE_OK) {
+        rc = store_sqlerr(v->s, r, "checking the records view", err);
+        goto out;
+    }
+    /* Recompute into a savepoint and compare, then roll the savepoint back:
+     * verify never changes the store. */
+    rc = store_exec(v->s, "SAVEPOINT verify_view", err);
+    if (rc)
+        goto out;
+    while ((r = sqlite3_step(ids)) == SQLITE_ROW) {
+        char id[PROTO_UUID_LEN + 1];
+        int before_state = 0, after_state = 0, before_n = -1, after_n = -1;
+        unsigned char before_w[PROTO_HASH_BYTES] = {0}, after_w[PROTO_HASH_BYTES] = {0};
+        struct fs_err e2;
+
+        snprintf(id, sizeof id, "%s", (const char *)sqlite3_column_text(ids, 0));
+        sqlite3_bind_text(cur, 1, id, -1, SQLITE_TRANSIENT);
+        if (sqlite3_step(cur) == SQLITE_ROW) {
+            before_state = sqlite3_column_int(cur, 0);
+            if (sqlite3_column_bytes(cur, 1) == PROTO_HASH_BYTES)
+                memcpy(before_w, sqlite3_column_blob(cur, 1), PROTO_HASH_BYTES);
+            before_n = sqlite3_column_int(cur, 2);
+        }
+        sqlite3_reset(cur);
+        if (store_record_refresh(v->s, id, NULL, NULL, 0, &e2)) {
+            problem(v, "record %s: %s", id, e2.msg);
+            continue;
+        }
+        if (sqlite3_step(cur) == SQLITE_ROW) {
+            after_state = sqlite3_column_int(cur, 0);
+            if (sqlite3_column_bytes(cur, 1) == PROTO_HASH_BYTES)
+                memcpy(after_w, sqlite3_column_blob(cur, 1), PROTO_HASH_BYTES);
+            after_n = sqlite3_column_int(cur, 2);
+        }
+        sqlite3_reset(cur);
+        sqlite3_clear_bindings(cur);
+        if (before_state != after_state || before_n != after_n ||
+            memcmp(before_w, after_w, sizeof before_w) != 0)
+            problem(v, "record %s: the records view differs from its entries", id);
+    }
+    if (r != SQLITE_DONE)
+        problem(v, "records: unreadable (%s)", sqlite3_errstr(r));
+    sqlite3_exec(v->s->db, "ROLLBACK TO verify_view; RELEASE verify_view", NULL, NULL, NULL);
+out:
+    sqlite3_finalize(ids);
+    sqlite3_finalize(cur);
+    return rc;
+}
+
+enum fs_rc
+store_verify(struct store *s, store_problem_cb cb, void *ctx, uint64_t *problems,
+             uint64_t *entries, struct fs_err *err)
+{
+    struct verify v = {s, cb, ctx, 0};
+    sqlite3_stmt *st = NULL;
+    enum fs_rc rc;
+    int r;
+
+    *entries = 0;
+    rc = check_integrity(&v, err);
+    if (rc)
+        goto out;
+    r = sqlite3_prepare_v2(s->db, "SELECT feed, have_seq, head FROM feeds ORDER BY feed", -1, &st,
+                           NULL);
+    if (r != SQLITE_OK) {
+        rc = store_sqlerr(s, r, "checking feeds", err);
+        goto out;
+    }
+    while ((r = sqlite3_step(st)) == SQLITE_ROW) {
+        if (sqlite3_column_bytes(st, 0) != PROTO_KEY_BYTES) {
+            problem(&v, "feeds: a malformed feed id");
+            continue;
+        }
+        rc = check_feed(&v, sqlite3_column_blob(st, 0), (uint64_t)sqlite3_column_int64(st, 1),
+                        sqlite3_column_blob(st, 2), sqlite3_column_bytes(st, 2), entries, err);
+        if (rc)
+            goto out;
+    }
+    if (r != SQLITE_DONE)
+        problem(&v, "feeds: unreadable (%s)", sqlite3_errstr(r));
+    rc = check_view(&v, err);
+out:
+    sqlite3_finalize(st);
+    *problems = v.problems;
+    return rc;
+}

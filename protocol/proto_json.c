@@ -1,0 +1,171 @@
+/* Strict JSON checks over jansson, and the canonical writer. */
+#include "proto_json.h"
+
+#include <inttypes.h>
+#include <string.h>
+
+enum fs_rc
+proto_json_parse(const void *data, size_t len, json_t **out, struct fs_err *err)
+{
+    json_error_t je;
+    json_t *v;
+
+    v = json_loadb(data, len, JSON_REJECT_DUPLICATES, &je);
+    if (!v)
+        return fs_err_set(err, FS_EINVAL, "malformed JSON at byte %d: %s", je.position, je.text);
+    if (!json_is_object(v)) {
+        json_decref(v);
+        return fs_err_set(err, FS_EINVAL, "JSON value is not an object");
+    }
+    *out = v;
+    return FS_OK;
+}
+
+static int
+in_list(const char *k, const char *const *list)
+{
+    for (; list && *list; list++)
+        if (strcmp(k, *list) == 0)
+            return 1;
+    return 0;
+}
+
+enum fs_rc
+proto_json_keys(const json_t *obj, const char *const *allowed, const char *const *required,
+                const char *what, struct fs_err *err)
+{
+    const char *k;
+    json_t *v;
+
+    if (!json_is_object(obj))
+        return fs_err_set(err, FS_EINVAL, "%s is not an object", what);
+    json_object_foreach((json_t *)obj, k, v)
+    {
+        (void)v;
+        if (!in_list(k, allowed))
+            return fs_err_set(err, FS_EINVAL, "%s has an unknown key", what);
+    }
+    for (; required && *required; required++)
+        if (!json_object_get(obj, *required))
+            return fs_err_set(err, FS_EINVAL, "%s lacks \"%s\"", what, *required);
+    return FS_OK;
+}
+
+enum fs_rc
+proto_json_uint(const json_t *v, uint64_t min, uint64_t *out)
+{
+    json_int_t i;
+
+    if (!json_is_integer(v))
+        return FS_EINVAL;
+    i = json_integer_value(v);
+    if (i < 0 || (uint64_t)i < min || (uint64_t)i > PROTO_MAX_SAFE_INT)
+        return FS_EINVAL;
+    *out = (uint64_t)i;
+    return FS_OK;
+}
+
+enum fs_rc
+proto_json_hex(const json_t *v, unsigned char *out, size_t n)
+{
+    if (!json_is_string(v))
+        return FS_EINVAL;
+    return proto_hex_decode(json_string_value(v), json_string_length(v), out, n);
+}
+
+enum fs_rc
+proto_jw_str(struct fs_buf *b, const char *s, size_t len)
+{
+    static const char hex[] = "0123456789abcdef";
+    size_t i, run = 0;
+    enum fs_rc rc;
+
+    rc = fs_buf_addc(b, '"');
+    for (i = 0; !rc && i < len; i++) {
+        unsigned char c = (unsigned char)s[i];
+        char esc[7];
+        size_t el = 2;
+
+        if (c >= 0x20 && c != '"' && c != '\\')
+            continue;
+        rc = fs_buf_add(b, s + run, i - run);
+        if (rc)
+            break;
+        run = i + 1;
+        esc[0] = '\\';
+        switch (c) {
+        case '"':
+            esc[1] = '"';
+            break;
+        case '\\':
+            esc[1] = '\\';
+            break;
+        case '\n':
+            esc[1] = 'n';
+            break;
+        case '\r':
+            esc[1] = 'r';
+            break;
+        case '\t':
+            esc[1] = 't';
+            break;
+        case '\b':
+            esc[1] = 'b';
+            break;
+        case '\f':
+            esc[1] = 'f';
+            break;
+        default:
+            memcpy(esc + 1, "u00", 3);
+            esc[4] = hex[c >> 4];
+            esc[5] = hex[c & 15];
+            el = 6;
+            break;
+        }
+        rc = fs_buf_add(b, esc, el);
+    }
+    if (!rc)
+        rc = fs_buf_add(b, s + run, len - run);
+    if (!rc)
+        rc = fs_buf_addc(b, '"');
+    return rc;
+}
+
+enum fs_rc
+proto_jw_key(struct fs_buf *b, const char *key)
+{
+    enum fs_rc rc = proto_jw_str(b, key, strlen(key));
+
+    return rc ? rc : fs_buf_addc(b, ':');
+}
+
+enum fs_rc
+proto_jw_double(struct fs_buf *b, double v)
+{
+    char num[32];
+
+    proto_double_shortest(v, num);
+    return fs_buf_adds(b, num);
+}
+
+enum fs_rc
+proto_jw_uint(struct fs_buf *b, uint64_t v)
+{
+    return fs_buf_printf(b, "%" PRIu64, v);
+}
+
+enum fs_rc
+proto_jw_hex(struct fs_buf *b, const unsigned char *bin, size_t n)
+{
+    enum fs_rc rc;
+
+    rc = fs_buf_reserve(b, 2 * n + 2);
+    if (rc)
+        return rc;
+    b->data[b->len++] = '"';
+    proto_hex_encode(bin, n, (char *)b->data + b->len);
+    b->len += 2 * n;
+    b->data[b->len++] = '"';
+    b->data[b->len] = 0;
+    return FS_OK;
+}
