@@ -27,20 +27,20 @@
 #define PROTO_TIME_MAX_LEN 40 /* longest RFC 3339 text accepted */
 
 /* Hard limits. They bound every input and are published by the server. */
-#define PROTO_ENTRY_MAX_BYTES    2048u      /* an entry is small metadata */
-#define PROTO_CONTENT_MAX_BYTES  262144u    /* 256 KiB of content JSON */
-#define PROTO_NOTE_MAX_BYTES     65536u     /* 64 KiB of note text */
-#define PROTO_TEXT_MAX_BYTES     512u       /* kind, author, site name, region */
-#define PROTO_KIND_MAX_BYTES     32u
-#define PROTO_FIELD_NAME_MAX     64u
-#define PROTO_FIELD_VALUE_MAX    4096u
-#define PROTO_FIELDS_MAX         64u
-#define PROTO_ATTACHMENTS_MAX    64u
-#define PROTO_HEADER_MAX_BYTES   1024u      /* batch header JSON */
-#define PROTO_BATCH_MAX_BYTES    (16u << 20) /* a batch on the wire */
-#define PROTO_BATCH_MAX_RAW      (64u << 20) /* a batch's payload once inflated */
-#define PROTO_BATCH_MAX_COUNT    65536u      /* frames in one batch */
-#define PROTO_MAX_SAFE_INT       9007199254740991ull /* 2^53 - 1 */
+#define PROTO_ENTRY_MAX_BYTES   2048u   /* an entry is small metadata */
+#define PROTO_CONTENT_MAX_BYTES 262144u /* 256 KiB of content JSON */
+#define PROTO_NOTE_MAX_BYTES    65536u  /* 64 KiB of note text */
+#define PROTO_TEXT_MAX_BYTES    512u    /* kind, author, site name, region */
+#define PROTO_KIND_MAX_BYTES    32u
+#define PROTO_FIELD_NAME_MAX    64u
+#define PROTO_FIELD_VALUE_MAX   4096u
+#define PROTO_FIELDS_MAX        64u
+#define PROTO_ATTACHMENTS_MAX   64u
+#define PROTO_HEADER_MAX_BYTES  1024u               /* batch header JSON */
+#define PROTO_BATCH_MAX_BYTES   (16u << 20)         /* a batch on the wire */
+#define PROTO_BATCH_MAX_RAW     (64u << 20)         /* a batch's payload once inflated */
+#define PROTO_BATCH_MAX_COUNT   65536u              /* frames in one batch */
+#define PROTO_MAX_SAFE_INT      9007199254740991ull /* 2^53 - 1 */
 
 /* Domain tags: each kind of signature has its own, NUL included. */
 #define PROTO_TAG_ENTRY     "fieldsync-entry-v1"
@@ -93,6 +93,16 @@ FS_WUR enum fs_rc proto_time_parse(const char *s, size_t len, int require_utc,
 
 /* A new lowercase UUIDv7 for unix_ms, random bits from libsodium. */
 void proto_uuid7_new(int64_t unix_ms, char out[PROTO_UUID_LEN + 1]);
+
+/* Monotonic UUIDv7s (RFC 9562 method 1): within one generator, ids sort in the
+ * order they were made, even many in the same millisecond or when the clock
+ * steps back, using the 12 bits after the version as a counter. Start from a
+ * zeroed struct. */
+struct proto_uuid7_gen {
+    int64_t last_ms;
+    unsigned counter;
+};
+void proto_uuid7_next(struct proto_uuid7_gen *g, int64_t unix_ms, char out[PROTO_UUID_LEN + 1]);
 /* FS_OK when s is a lowercase UUID of version 7 and the RFC 4122 variant. */
 FS_WUR enum fs_rc proto_uuid_check(const char *s, size_t len);
 

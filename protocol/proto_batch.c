@@ -75,7 +75,7 @@ proto_batch_verify(const struct proto_batch_view *v, struct fs_err *err)
     return FS_OK;
 }
 
-static const char *const header_keys[] = {"purpose", "feed",  "from",    "to",      "to_hash",
+static const char *const header_keys[] = {"purpose", "feed",    "from",    "to", "to_hash",
                                           "count",   "raw_len", "created", NULL};
 
 enum fs_rc
@@ -119,8 +119,8 @@ proto_batch_header_parse(const struct proto_batch_view *v, const struct proto_ba
         }
     } else {
         h->has_feed = 1;
-        if (proto_json_hex(feed, h->feed, PROTO_KEY_BYTES) ||
-            proto_json_uint(from, 1, &h->from) || proto_json_uint(to, 1, &h->to) ||
+        if (proto_json_hex(feed, h->feed, PROTO_KEY_BYTES) || proto_json_uint(from, 1, &h->from) ||
+            proto_json_uint(to, 1, &h->to) ||
             proto_json_hex(to_hash, h->to_hash, PROTO_HASH_BYTES) || h->from > h->to) {
             fs_err_set(err, rc, "batch header feed, from, to or to_hash is malformed");
             goto out;

@@ -282,8 +282,9 @@ proto_content_check(const struct proto_content *c, struct fs_err *err)
                           "kind must be 1-32 characters of a-z, 0-9, '_' or '-', "
                           "starting with a letter");
     if (!c->observed_at || proto_time_parse(c->observed_at, strlen(c->observed_at), 0, &ms))
-        return fs_err_set(err, FS_EINVAL,
-                          "observed_at must be RFC 3339 with a zone, like 2026-11-28T09:30:00+08:00");
+        return fs_err_set(
+            err, FS_EINVAL,
+            "observed_at must be RFC 3339 with a zone, like 2026-11-28T09:30:00+08:00");
     if (c->author && (rc = check_line(c->author, PROTO_TEXT_MAX_BYTES, "author", err)))
         return rc;
     if (c->site_name && (rc = check_line(c->site_name, PROTO_TEXT_MAX_BYTES, "site", err)))
@@ -314,14 +315,12 @@ proto_content_check(const struct proto_content *c, struct fs_err *err)
                               i + 1);
         for (j = 0; j < i; j++)
             if (strcmp(c->fields[j].name, c->fields[i].name) == 0)
-                return fs_err_set(err, FS_EINVAL, "field \"%s\" appears twice",
-                                  c->fields[i].name);
+                return fs_err_set(err, FS_EINVAL, "field \"%s\" appears twice", c->fields[i].name);
         if (strlen(v) > PROTO_FIELD_VALUE_MAX)
             return fs_err_set(err, FS_ETOOBIG, "field \"%s\" is longer than %u bytes",
                               c->fields[i].name, PROTO_FIELD_VALUE_MAX);
         if (proto_utf8_check(v, strlen(v)))
-            return fs_err_set(err, FS_EINVAL, "field \"%s\" is not valid UTF-8",
-                              c->fields[i].name);
+            return fs_err_set(err, FS_EINVAL, "field \"%s\" is not valid UTF-8", c->fields[i].name);
     }
     if (c->note) {
         size_t n = strlen(c->note);
@@ -439,8 +438,8 @@ proto_content_encode(const struct proto_content *c, struct fs_buf *b)
     return rc;
 }
 
-static const char *const content_keys[] = {"kind", "observed_at", "author", "site", "fields",
-                                           "note", "attachments", NULL};
+static const char *const content_keys[] = {"kind",   "observed_at", "author",      "site",
+                                           "fields", "note",        "attachments", NULL};
 static const char *const content_req[] = {"kind", "observed_at", NULL};
 static const char *const site_keys[] = {"name", "region", "lat", "lon", "acc_m", NULL};
 static const char *const att_keys[] = {"name", "hash", "size", "type", NULL};

@@ -77,10 +77,10 @@ proto_entry_encode(const struct proto_entry *e, struct fs_buf *b)
     return rc;
 }
 
-static const char *const entry_keys[] = {"v",  "feed",   "seq",     "prev",
-                                         "at", "op",     "record",  "content", NULL};
-static const char *const entry_req_put[] = {"v",  "feed", "seq",    "prev",
-                                            "at", "op",   "record", "content", NULL};
+static const char *const entry_keys[] = {"v",  "feed",   "seq",     "prev", "at",
+                                         "op", "record", "content", NULL};
+static const char *const entry_req_put[] = {"v",  "feed",   "seq",     "prev", "at",
+                                            "op", "record", "content", NULL};
 static const char *const entry_req_del[] = {"v", "feed", "seq", "prev", "at", "op", "record", NULL};
 static const char *const record_keys[] = {"id", "gen", "parent", NULL};
 static const char *const content_keys[] = {"hash", "len", "enc", NULL};

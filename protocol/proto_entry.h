@@ -39,8 +39,8 @@ FS_WUR enum fs_rc proto_entry_encode(const struct proto_entry *e, struct fs_buf 
 /* Parses entry bytes strictly: at most PROTO_ENTRY_MAX_BYTES, valid UTF-8,
  * exactly the v1 keys, no duplicates, integers below 2^53, lowercase hex.
  * FS_EINVAL or FS_ETOOBIG with a reason in err. */
-FS_WUR enum fs_rc proto_entry_parse(const void *bytes, size_t len, struct proto_entry *out /* OUT */,
-                                    struct fs_err *err);
+FS_WUR enum fs_rc proto_entry_parse(const void *bytes, size_t len,
+                                    struct proto_entry *out /* OUT */, struct fs_err *err);
 
 /* sig = Ed25519(sk, "fieldsync-entry-v1\0" ‖ bytes). */
 void proto_entry_sign(const void *bytes, size_t len, const unsigned char sk[PROTO_SECRET_BYTES],

@@ -58,8 +58,7 @@ by_rank(const void *a, const void *b)
 /* Index (into revs) of the revision with this hash among the canonical ones
  * sorted by hash, or SIZE_MAX. */
 static size_t
-find_hash(const struct proto_rev *revs, const size_t *sorted, size_t n,
-          const unsigned char *hash)
+find_hash(const struct proto_rev *revs, const size_t *sorted, size_t n, const unsigned char *hash)
 {
     size_t lo = 0, hi = n;
 

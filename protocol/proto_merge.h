@@ -44,8 +44,8 @@ struct proto_merge {
     enum proto_rec_state state;
     int has_owner;
     unsigned char owner[PROTO_KEY_BYTES];
-    size_t winner;       /* when LIVE */
-    size_t *conflicts;   /* other live leaves, best first */
+    size_t winner;     /* when LIVE */
+    size_t *conflicts; /* other live leaves, best first */
     size_t n_conflicts;
     enum proto_rev_state *rev_state; /* one per input revision */
     size_t n_counted, n_pending, n_flagged;

@@ -91,7 +91,8 @@ proto_sign_tagged(const char *tag, const void *msg, size_t len,
 
 enum fs_rc
 proto_verify_tagged(const char *tag, const void *msg, size_t len,
-                    const unsigned char sig[PROTO_SIG_BYTES], const unsigned char pk[PROTO_KEY_BYTES])
+                    const unsigned char sig[PROTO_SIG_BYTES],
+                    const unsigned char pk[PROTO_KEY_BYTES])
 {
     size_t ml;
     unsigned char *m = tagged(tag, msg, len, &ml);
@@ -111,8 +112,8 @@ proto_keypair(unsigned char pk[PROTO_KEY_BYTES], unsigned char sk[PROTO_SECRET_B
 }
 
 void
-proto_keypair_from_seed(const unsigned char seed[PROTO_SEED_BYTES], unsigned char pk[PROTO_KEY_BYTES],
-                        unsigned char sk[PROTO_SECRET_BYTES])
+proto_keypair_from_seed(const unsigned char seed[PROTO_SEED_BYTES],
+                        unsigned char pk[PROTO_KEY_BYTES], unsigned char sk[PROTO_SECRET_BYTES])
 {
     crypto_sign_seed_keypair(pk, sk, seed);
 }
@@ -244,14 +245,18 @@ proto_time_parse(const char *s, size_t len, int require_utc, int64_t *unix_ms)
     return FS_OK;
 }
 
-void
-proto_uuid7_new(int64_t unix_ms, char out[PROTO_UUID_LEN + 1])
+static void
+uuid7_format(int64_t unix_ms, int counter, char out[PROTO_UUID_LEN + 1])
 {
     unsigned char b[16];
     uint64_t ms = (uint64_t)unix_ms;
     char hex[33];
 
     randombytes_buf(b + 6, 10);
+    if (counter >= 0) {
+        b[6] = (unsigned char)(counter >> 8);
+        b[7] = (unsigned char)counter;
+    }
     b[0] = (unsigned char)(ms >> 40);
     b[1] = (unsigned char)(ms >> 32);
     b[2] = (unsigned char)(ms >> 24);
@@ -261,8 +266,28 @@ proto_uuid7_new(int64_t unix_ms, char out[PROTO_UUID_LEN + 1])
     b[6] = (unsigned char)(0x70 | (b[6] & 0x0f));
     b[8] = (unsigned char)(0x80 | (b[8] & 0x3f));
     proto_hex_encode(b, 16, hex);
-    snprintf(out, PROTO_UUID_LEN + 1, "%.8s-%.4s-%.4s-%.4s-%.12s", hex, hex + 8, hex + 12,
-             hex + 16, hex + 20);
+    snprintf(out, PROTO_UUID_LEN + 1, "%.8s-%.4s-%.4s-%.4s-%.12s", hex, hex + 8, hex + 12, hex + 16,
+             hex + 20);
+}
+
+void
+proto_uuid7_new(int64_t unix_ms, char out[PROTO_UUID_LEN + 1])
+{
+    uuid7_format(unix_ms, -1, out);
+}
+
+void
+proto_uuid7_next(struct proto_uuid7_gen *g, int64_t unix_ms, char out[PROTO_UUID_LEN + 1])
+{
+    if (unix_ms > g->last_ms) {
+        /* A fresh millisecond: start the counter low, leaving room to count. */
+        g->last_ms = unix_ms;
+        g->counter = randombytes_uniform(0x400);
+    } else if (++g->counter > 0xfff) {
+        g->last_ms++;
+        g->counter = 0;
+    }
+    uuid7_format(g->last_ms, (int)g->counter, out);
 }
 
 enum fs_rc

@@ -55,11 +55,11 @@ struct cli_args {
 
 struct cli {
     const char *home_flag;
-    char *home;         /* resolved home folder */
+    char *home;          /* resolved home folder */
     struct store *store; /* opened for commands that need it */
     int color;           /* 1: use colour on stdout */
     int stdout_tty, stdin_tty, stderr_tty;
-    char *editor_pref;   /* from config.ini */
+    char *editor_pref; /* from config.ini */
     char *color_pref;
 };
 

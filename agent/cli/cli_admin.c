@@ -142,7 +142,8 @@ cmd_config(struct cli *cli, const struct cli_cmd *cmd, int argc, char **argv)
             printf("%-18s %-40s %s\n", "editor", cli->editor_pref, "config.ini");
         else
             printf("%-18s %-40s %s\n", "editor",
-                   getenv("VISUAL") ? getenv("VISUAL") : (getenv("EDITOR") ? getenv("EDITOR") : "vi"),
+                   getenv("VISUAL") ? getenv("VISUAL")
+                                    : (getenv("EDITOR") ? getenv("EDITOR") : "vi"),
                    getenv("VISUAL") ? "environment (VISUAL)"
                                     : (getenv("EDITOR") ? "environment (EDITOR)" : "default"));
         printf("%-18s %-40s %s\n", "color", cli->color_pref ? cli->color_pref : "auto",

@@ -275,8 +275,8 @@ enum col {
     C_FIELD
 };
 
-static const char *const col_names[] = {"id",  "kind", "gen",  "observed_at", "author",
-                                        "site", "region", "lat", "lon",         "acc_m",
+static const char *const col_names[] = {"id",   "kind",        "gen",  "observed_at", "author",
+                                        "site", "region",      "lat",  "lon",         "acc_m",
                                         "note", "attachments", "feed", "conflicts"};
 
 static int
@@ -484,8 +484,8 @@ is_csv(const char *path, FILE *f)
 
     if (dot && strcmp(dot, ".csv") == 0)
         return 1;
-    if (dot && (strcmp(dot, ".jsonl") == 0 || strcmp(dot, ".ndjson") == 0 ||
-                strcmp(dot, ".json") == 0))
+    if (dot &&
+        (strcmp(dot, ".jsonl") == 0 || strcmp(dot, ".ndjson") == 0 || strcmp(dot, ".json") == 0))
         return 0;
     /* Sniff: JSON Lines start with '{' (after a BOM or blanks). */
     while ((ch = getc(f)) != EOF && (ch == ' ' || ch == '\n' || ch == '\r' || ch == '\t' ||

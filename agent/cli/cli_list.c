@@ -260,8 +260,8 @@ cmd_status(struct cli *cli, const struct cli_cmd *cmd, int argc, char **argv)
         if (!rc)
             rc = jstr_or_null(&b, cli->home);
         if (!rc)
-            rc = fs_buf_printf(&b, ",\"local_seq\":%llu,\"server\":",
-                               (unsigned long long)st.local_seq);
+            rc = fs_buf_printf(&b,
+                               ",\"local_seq\":%llu,\"server\":", (unsigned long long)st.local_seq);
         if (!rc)
             rc = jstr_or_null(&b, server);
         if (!rc)

@@ -10,13 +10,12 @@
 static const struct cli_opt no_opts[] = {{NULL, 0, NULL, NULL}};
 
 static const struct cli_opt init_opts[] = {
-    {"name", 1, "NAME", "this device's name, as coordinators will see it"},
-    {NULL, 0, NULL, NULL}};
+    {"name", 1, "NAME", "this device's name, as coordinators will see it"}, {NULL, 0, NULL, NULL}};
 
 #define CONTENT_OPTS                                                                               \
     {"site", 1, "S", "site name"}, {"region", 1, "R", "region, e.g. 天津市/宝坻区"},               \
-        {"gps", 1, "LAT,LON[,ACC]", "position in degrees (WGS84), accuracy in metres"},           \
-        {"at", 1, "TIME", "when it was observed (RFC 3339, or YYYY-MM-DD HH:MM local)"},          \
+        {"gps", 1, "LAT,LON[,ACC]", "position in degrees (WGS84), accuracy in metres"},            \
+        {"at", 1, "TIME", "when it was observed (RFC 3339, or YYYY-MM-DD HH:MM local)"},           \
         {"author", 1, "A", "who recorded it"},                                                     \
         {"field", 1, "K=V", "a named field (repeatable); K= removes it"},                          \
         {"note", 1, "TEXT|-", "free text; - reads it from standard input"},                        \
@@ -52,8 +51,8 @@ static const struct cli_cmd commands[] = {
      "Missing parts are asked for on a terminal. Prints the new record's id.",
      cli_add_opts, cmd_add, 1},
     {"import", "FILE [--again]",
-     "Import records from JSON Lines or CSV (the export's columns), all or nothing.",
-     import_opts, cmd_import, 1},
+     "Import records from JSON Lines or CSV (the export's columns), all or nothing.", import_opts,
+     cmd_import, 1},
     {"list", "[options]", "List records.", list_opts, cmd_list, 1},
     {"show", "ID [--json]", "Show one record, its revisions and conflicts.", show_opts, cmd_show,
      1},
@@ -208,7 +207,8 @@ main(int argc, char **argv)
         if (j == argc) {
             rc = store_open(cli.home, &cli.store, &err);
             if (rc) {
-                code = cli_fail(rc, &err);
+                /* No store yet is a usage mistake: run init first. */
+                code = rc == FS_ENOTFOUND ? (cli_fail(rc, &err), EX_USAGE_) : cli_fail(rc, &err);
                 goto out;
             }
         }

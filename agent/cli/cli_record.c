@@ -388,8 +388,9 @@ cmd_add(struct cli *cli, const struct cli_cmd *cmd, int argc, char **argv)
 
             rc = cli_prompt("Kind (interview, observation, ...)", &k, &err);
             if (!rc && k && proto_kind_check(k))
-                rc = fs_err_set(&err, FS_EINVAL, "a kind is 1-32 characters of a-z, 0-9, '_' "
-                                                 "or '-', starting with a letter");
+                rc = fs_err_set(&err, FS_EINVAL,
+                                "a kind is 1-32 characters of a-z, 0-9, '_' "
+                                "or '-', starting with a letter");
             if (!rc)
                 rc = proto_content_set_str(&c.kind, k && *k ? k : NULL);
             free(k);
@@ -645,8 +646,9 @@ show_human(FILE *out, const struct store_record *r, const struct proto_content *
     if (r->has_owner)
         fprintf(out, "owner     %.16s\n", owner);
     if (r->n_conflicts)
-        fprintf(out, "conflicts %zu other live revision%s: settle with 'fieldsync resolve %s "
-                     "--keep REV'\n",
+        fprintf(out,
+                "conflicts %zu other live revision%s: settle with 'fieldsync resolve %s "
+                "--keep REV'\n",
                 r->n_conflicts, r->n_conflicts == 1 ? "" : "s", r->id);
     if (r->state == PROTO_REC_LIVE && c->note)
         fprintf(out, "\n%s\n", c->note);

@@ -214,9 +214,8 @@ cli_read_all(const char *path, size_t max, char **out, size_t *len, struct fs_er
             break;
         rc = fs_buf_add(&b, chunk, (size_t)n);
         if (rc) {
-            rc = fs_err_set(err, rc == FS_ETOOBIG ? FS_ETOOBIG : rc,
-                            "%s is longer than %zu bytes", strcmp(path, "-") ? path : "input",
-                            max);
+            rc = fs_err_set(err, rc == FS_ETOOBIG ? FS_ETOOBIG : rc, "%s is longer than %zu bytes",
+                            strcmp(path, "-") ? path : "input", max);
             break;
         }
     }
@@ -284,8 +283,7 @@ cli_prompt(const char *question, char **out, struct fs_err *err)
     }
     if (n > (ssize_t)PROTO_NOTE_MAX_BYTES) {
         free(line);
-        return fs_err_set(err, FS_ETOOBIG, "answer is longer than %u bytes",
-                          PROTO_NOTE_MAX_BYTES);
+        return fs_err_set(err, FS_ETOOBIG, "answer is longer than %u bytes", PROTO_NOTE_MAX_BYTES);
     }
     while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
         line[--n] = 0;

@@ -12,7 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#define KEY_MAGIC "fieldsync secret key v1\n"
+#define KEY_MAGIC    "fieldsync secret key v1\n"
 #define KEY_FILE_MAX 256
 
 static const char *const stmt_sql[ST_COUNT] = {
@@ -88,8 +88,8 @@ store_stmt(struct store *s, enum store_stmt which, sqlite3_stmt **out, struct fs
     int r;
 
     if (!s->st[which]) {
-        r = sqlite3_prepare_v3(s->db, stmt_sql[which], -1, SQLITE_PREPARE_PERSISTENT,
-                               &s->st[which], NULL);
+        r = sqlite3_prepare_v3(s->db, stmt_sql[which], -1, SQLITE_PREPARE_PERSISTENT, &s->st[which],
+                               NULL);
         if (r != SQLITE_OK)
             return store_sqlerr(s, r, "preparing a query", err);
     } else {

@@ -95,7 +95,7 @@ struct store_record {
     char kind[PROTO_KIND_MAX_BYTES + 1];
     int64_t observed_ms;
     size_t n_conflicts;
-    int synced; /* every own revision of it is receipted by the server */
+    int synced;             /* every own revision of it is receipted by the server */
     unsigned char *content; /* the winner's content bytes, owned; NULL unless LIVE */
     size_t content_len;
 };
@@ -105,16 +105,16 @@ void store_record_release(struct store_record *r);
  * FS_ENOTFOUND, or FS_ECONFLICT when several ids start with it. */
 FS_WUR enum fs_rc store_record_find(struct store *s, const char *prefix,
                                     char id[PROTO_UUID_LEN + 1] /* OUT */, struct fs_err *err);
-FS_WUR enum fs_rc store_record_get(struct store *s, const char *id, struct store_record *r /* OUT */,
-                                   struct fs_err *err);
+FS_WUR enum fs_rc store_record_get(struct store *s, const char *id,
+                                   struct store_record *r /* OUT */, struct fs_err *err);
 
 struct store_filter {
-    const char *kind;  /* NULL: any */
-    int has_since;     /* observed_at (UTC) at or after since_ms */
+    const char *kind; /* NULL: any */
+    int has_since;    /* observed_at (UTC) at or after since_ms */
     int64_t since_ms;
-    int unsynced;      /* only records with own revisions the server lacks */
-    int conflicts;     /* only records with conflicts or contested roots */
-    int with_deleted;  /* include tombstones */
+    int unsynced;     /* only records with own revisions the server lacks */
+    int conflicts;    /* only records with conflicts or contested roots */
+    int with_deleted; /* include tombstones */
 };
 
 /* Calls cb for each record matching f, ordered by id (creation time). A

@@ -31,6 +31,7 @@ struct store {
     sqlite3_stmt *st[ST_COUNT];
     struct fs_buf ebuf; /* scratch: entry bytes */
     struct fs_buf cbuf; /* scratch: content bytes */
+    struct proto_uuid7_gen ids; /* new record ids sort in creation order */
 };
 
 /* Maps an SQLite result to an fs_rc and a sentence naming what failed:

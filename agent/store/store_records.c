@@ -149,8 +149,7 @@ store_record_refresh(struct store *s, const char *id, const struct proto_content
 
         if (known && known_hash && memcmp(known_hash, w->hash, PROTO_HASH_BYTES) == 0) {
             snprintf(kind, sizeof kind, "%s", known->kind);
-            rc = proto_time_parse(known->observed_at, strlen(known->observed_at), 0,
-                                  &observed_ms);
+            rc = proto_time_parse(known->observed_at, strlen(known->observed_at), 0, &observed_ms);
         } else {
             rc = store_stmt(s, ST_ENTRY_CONTENT, &st, err);
             if (rc)
@@ -159,8 +158,7 @@ store_record_refresh(struct store *s, const char *id, const struct proto_content
             sqlite3_bind_int64(st, 2, (sqlite3_int64)rs.seqs[m.winner]);
             r = sqlite3_step(st);
             if (r != SQLITE_ROW) {
-                rc = store_sqlerr(s, r == SQLITE_DONE ? SQLITE_CORRUPT : r, "reading content",
-                                  err);
+                rc = store_sqlerr(s, r == SQLITE_DONE ? SQLITE_CORRUPT : r, "reading content", err);
                 goto out;
             }
             rc = content_summary(sqlite3_column_blob(st, 0), (size_t)sqlite3_column_bytes(st, 0),
@@ -243,8 +241,7 @@ append_own(struct store *s, enum proto_op op, const char *id, uint64_t gen,
     sqlite3_bind_blob(st, 1, s->pk, PROTO_KEY_BYTES, SQLITE_STATIC);
     r = sqlite3_step(st);
     if (r != SQLITE_ROW)
-        return store_sqlerr(s, r == SQLITE_DONE ? SQLITE_CORRUPT : r, "reading the feed head",
-                            err);
+        return store_sqlerr(s, r == SQLITE_DONE ? SQLITE_CORRUPT : r, "reading the feed head", err);
     e.seq = (uint64_t)sqlite3_column_int64(st, 0) + 1;
     if (e.seq > 1) {
         if (sqlite3_column_bytes(st, 1) != PROTO_HASH_BYTES) {
@@ -321,8 +318,8 @@ self_is_coordinator(struct store *s)
     sqlite3_stmt *st = NULL;
     int coord = 0;
 
-    if (sqlite3_prepare_v2(s->db, "SELECT role = 'coordinator' FROM feeds WHERE feed = ?1", -1,
-                           &st, NULL) == SQLITE_OK) {
+    if (sqlite3_prepare_v2(s->db, "SELECT role = 'coordinator' FROM feeds WHERE feed = ?1", -1, &st,
+                           NULL) == SQLITE_OK) {
         sqlite3_bind_blob(st, 1, s->pk, PROTO_KEY_BYTES, SQLITE_STATIC);
         if (sqlite3_step(st) == SQLITE_ROW)
             coord = sqlite3_column_int(st, 0);
@@ -353,7 +350,7 @@ store_record_create(struct store *s, const struct proto_content *c, const char *
             return fs_err_set(err, FS_EINVAL, "record id is not a lowercase UUIDv7");
         memcpy(nid, id, PROTO_UUID_LEN + 1);
     } else {
-        proto_uuid7_new(store_now_ms(), nid);
+        proto_uuid7_next(&s->ids, store_now_ms(), nid);
     }
     rc = op_begin(s, &own, err);
     if (rc)
@@ -472,8 +469,8 @@ delete_leaves(struct store *s, const char *id, const struct rev_set *rs,
         size_t c = m->conflicts[i];
 
         if (c != keep)
-            rc = append_own(s, PROTO_OP_DELETE, id, rs->revs[c].gen + 1, rs->revs[c].hash, NULL,
-                            0, NULL, err);
+            rc = append_own(s, PROTO_OP_DELETE, id, rs->revs[c].gen + 1, rs->revs[c].hash, NULL, 0,
+                            NULL, err);
     }
     return rc;
 }
@@ -593,8 +590,8 @@ store_record_find(struct store *s, const char *prefix, char id[PROTO_UUID_LEN + 
     memcpy(hi, prefix, n);
     hi[n] = '~'; /* sorts after every id character */
     hi[n + 1] = 0;
-    r = sqlite3_prepare_v2(s->db, "SELECT id FROM records WHERE id >= ?1 AND id < ?2 LIMIT 2",
-                           -1, &st, NULL);
+    r = sqlite3_prepare_v2(s->db, "SELECT id FROM records WHERE id >= ?1 AND id < ?2 LIMIT 2", -1,
+                           &st, NULL);
     if (r != SQLITE_OK) {
         rc = store_sqlerr(s, r, "finding a record", err);
         goto out;
@@ -623,8 +620,8 @@ server_have_seq(struct store *s)
     sqlite3_stmt *st = NULL;
     uint64_t have = 0;
 
-    if (sqlite3_prepare_v2(s->db, "SELECT have_seq FROM receipts WHERE feed = ?1", -1, &st,
-                           NULL) == SQLITE_OK) {
+    if (sqlite3_prepare_v2(s->db, "SELECT have_seq FROM receipts WHERE feed = ?1", -1, &st, NULL) ==
+        SQLITE_OK) {
         sqlite3_bind_blob(st, 1, s->pk, PROTO_KEY_BYTES, SQLITE_STATIC);
         if (sqlite3_step(st) == SQLITE_ROW)
             have = (uint64_t)sqlite3_column_int64(st, 0);
@@ -903,8 +900,8 @@ store_import_mark(struct store *s, const unsigned char hash[PROTO_HASH_BYTES], c
 
 enum fs_rc
 store_record_has_content(struct store *s, const char *id,
-                         const unsigned char content_hash[PROTO_HASH_BYTES], int *exists,
-                         int *same, struct fs_err *err)
+                         const unsigned char content_hash[PROTO_HASH_BYTES], int *exists, int *same,
+                         struct fs_err *err)
 {
     sqlite3_stmt *st = NULL;
     int r;

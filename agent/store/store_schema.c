@@ -24,9 +24,9 @@ static const char *const migrations[] = {
     "  feed BLOB NOT NULL REFERENCES feeds(feed),"
     "  seq INTEGER NOT NULL,"
     "  hash BLOB NOT NULL,"
-    "  entry BLOB NOT NULL,"  /* the signed bytes, verbatim */
+    "  entry BLOB NOT NULL," /* the signed bytes, verbatim */
     "  sig BLOB NOT NULL,"
-    "  content BLOB,"         /* NULL for a delete, or redacted */
+    "  content BLOB," /* NULL for a delete, or redacted */
     "  record_id TEXT NOT NULL,"
     "  gen INTEGER NOT NULL,"
     "  parent BLOB,"
@@ -39,7 +39,7 @@ static const char *const migrations[] = {
     "  id TEXT PRIMARY KEY,"
     "  state INTEGER NOT NULL,"
     "  owner BLOB,"
-    "  winner BLOB,"       /* hash of the winning revision */
+    "  winner BLOB," /* hash of the winning revision */
     "  winner_feed BLOB,"
     "  winner_seq INTEGER,"
     "  gen INTEGER,"
@@ -58,7 +58,7 @@ static const char *const migrations[] = {
     "  feed BLOB PRIMARY KEY,"
     "  have_seq INTEGER NOT NULL,"
     "  head BLOB,"
-    "  receipt TEXT,"      /* the signed receipt as received */
+    "  receipt TEXT," /* the signed receipt as received */
     "  at TEXT NOT NULL"
     ") WITHOUT ROWID;",
 };
@@ -80,8 +80,8 @@ store_schema_migrate(struct store *s, struct fs_err *err)
     if (r == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW)
         ver = sqlite3_column_int(st, 0);
     else {
-        rc = store_sqlerr(s, r == SQLITE_OK ? sqlite3_errcode(s->db) : r, "reading the schema",
-                          err);
+        rc =
+            store_sqlerr(s, r == SQLITE_OK ? sqlite3_errcode(s->db) : r, "reading the schema", err);
         sqlite3_finalize(st);
         goto fail;
     }

@@ -13,8 +13,7 @@ struct verify {
     uint64_t problems;
 };
 
-static void
-problem(struct verify *v, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void problem(struct verify *v, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 static void
 problem(struct verify *v, const char *fmt, ...)
@@ -85,8 +84,7 @@ check_feed(struct verify *v, const unsigned char feed[PROTO_KEY_BYTES], uint64_t
         }
         if (proto_entry_verify_full(sqlite3_column_blob(st, 2), (size_t)sqlite3_column_bytes(st, 2),
                                     sqlite3_column_blob(st, 3), sqlite3_column_blob(st, 4),
-                                    (size_t)sqlite3_column_bytes(st, 4), feed, 0, &e, hash,
-                                    &e2)) {
+                                    (size_t)sqlite3_column_bytes(st, 4), feed, 0, &e, hash, &e2)) {
             problem(v, "feed %s seq %llu: %s", short_feed, (unsigned long long)seq, e2.msg);
             have_prev = 0;
             last = seq;
@@ -199,8 +197,8 @@ out:
 }
 
 enum fs_rc
-store_verify(struct store *s, store_problem_cb cb, void *ctx, uint64_t *problems,
-             uint64_t *entries, struct fs_err *err)
+store_verify(struct store *s, store_problem_cb cb, void *ctx, uint64_t *problems, uint64_t *entries,
+             struct fs_err *err)
 {
     struct verify v = {s, cb, ctx, 0};
     sqlite3_stmt *st = NULL;
