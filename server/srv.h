@@ -1,0 +1,133 @@
+/*
+ * fs_server: the central server's core, shared by the HTTP side (srv_http.c),
+ * the API handlers (srv_api.c) and the admin commands (srv_main.c). One
+ * struct srv per process; its fields are read-only once serving starts, except
+ * the metrics (atomic) and the database pool (locked).
+ * Dependency rule: server/ includes protocol/ and base/ only.
+ */
+#ifndef SRV_H
+#define SRV_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include "fs_log.h"
+#include "proto.h"
+#include "srv_db.h"
+
+#define SRV_DEFAULT_THREADS     4
+#define SRV_DEFAULT_MAX_CONNS   512
+#define SRV_DEFAULT_MAX_PER_IP  64
+#define SRV_DEFAULT_IDLE_S      30
+#define SRV_DEFAULT_DEADLINE_MS 120000
+#define SRV_CONN_MEMORY         (128u * 1024)
+#define SRV_INFLIGHT_BUDGET     (256u << 20) /* request bodies held at once */
+#define SRV_JSON_BODY_MAX       (64u * 1024) /* enroll and other small bodies */
+
+struct srv_config {
+    const char *where; /* data folder or database URL */
+    char listen_host[64];
+    unsigned listen_port;
+    int listen_fd; /* from systemd (LISTEN_FDS), or -1 */
+    char metrics_host[64];
+    unsigned metrics_port; /* 0: no metrics endpoint */
+    const char *tls_cert, *tls_key;
+    const char *ready_file; /* written with "HOST:PORT" once listening (tests) */
+    unsigned threads, max_conns, max_per_ip, idle_s;
+    unsigned deadline_ms;
+    size_t max_batch;
+    const char *trusted_proxies[8];
+    size_t n_trusted_proxies;
+};
+
+/* Counters for /metrics. */
+enum srv_refusal {
+    SRV_REF_MALFORMED,
+    SRV_REF_TOO_BIG,
+    SRV_REF_UNKNOWN_FEED,
+    SRV_REF_REVOKED,
+    SRV_REF_BAD_SIGNATURE,
+    SRV_REF_GAP,
+    SRV_REF_FORK,
+    SRV_REF_AUTH,
+    SRV_REF_CLOCK,
+    SRV_REF_REPLAY,
+    SRV_REF_ENCODING,
+    SRV_REF_FORBIDDEN,
+    SRV_REF_UNAVAILABLE,
+    SRV_REF_COUNT
+};
+
+struct srv_metrics {
+    atomic_ullong requests;
+    atomic_ullong pushes_applied;
+    atomic_ullong pushes_held; /* replays answered from the header alone */
+    atomic_ullong entries_stored;
+    atomic_ullong inflates; /* payloads decompressed */
+    atomic_ullong bytes_in;
+    atomic_ullong deadline_cuts;
+    atomic_ullong refused[SRV_REF_COUNT];
+    atomic_ullong push_latency_bucket[8]; /* <=10,25,50,100,250,500,1000,+inf ms */
+    atomic_ullong push_latency_sum_ms;
+};
+
+struct srv {
+    struct srv_config cfg;
+    const struct srv_db_ops *ops;
+    unsigned char pk[PROTO_KEY_BYTES];
+    unsigned char *sk; /* sodium_malloc'd */
+    char pk_hex[2 * PROTO_KEY_BYTES + 1];
+    struct fs_log log;
+    struct srv_metrics m;
+    /* A pool of database handles, one per request at a time. */
+    pthread_mutex_t pool_lock;
+    struct srv_db *pool[64];
+    size_t pool_n;
+    atomic_size_t inflight; /* body bytes held by requests */
+};
+
+/* Opens the backend for cfg.where and loads the server key. */
+FS_WUR enum fs_rc srv_open(struct srv *s, struct fs_err *err);
+void srv_close(struct srv *s);
+
+/* Borrows a database handle for one request; give it back with srv_db_put. */
+FS_WUR enum fs_rc srv_db_get(struct srv *s, struct srv_db **out, struct fs_err *err);
+void srv_db_put(struct srv *s, struct srv_db *db);
+
+int64_t srv_now_ms(void);
+
+/* Serves until SIGTERM or SIGINT (srv_http.c). */
+FS_WUR enum fs_rc srv_serve(struct srv *s, struct fs_err *err);
+
+/* A request as the API sees it (srv_api.c). */
+struct srv_req {
+    const char *method;
+    const char *url;    /* path only */
+    const char *target; /* path and query as sent, for request signatures */
+    const unsigned char *body;
+    size_t body_len;
+    const char *authorization; /* header or NULL */
+    const char *query_from, *query_limit, *query_since;
+};
+
+/* An answer: status, a JSON or binary body (owned), headers. */
+struct srv_resp {
+    unsigned status;
+    struct fs_buf body;
+    const char *content_type;
+    char retry_after[16];
+    int64_t started_ms;
+};
+
+/* Routes and handles one complete request. */
+void srv_api_handle(struct srv *s, const struct srv_req *rq, struct srv_resp *rs);
+/* Whether method and path name an endpoint, and the body limit it takes. */
+int srv_api_route_known(const char *method, const char *url, size_t *max_body);
+/* Fills a JSON error answer {"error","message"}; refusals are counted. */
+void srv_resp_error(struct srv *s, struct srv_resp *rs, unsigned status, const char *code,
+                    const char *message);
+/* Renders /metrics (Prometheus text). */
+void srv_metrics_render(struct srv *s, struct fs_buf *out);
+
+#endif

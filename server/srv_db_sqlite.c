@@ -1,0 +1,990 @@
+/* The SQLite backend of the server's storage operations (the embedded default):
+ * one data folder holding server.db, WAL with synchronous=FULL. Writers are
+ * serialised by SQLite's write lock (BEGIN IMMEDIATE), which is the row lock
+ * on a feed's head that the contract asks for, and more. */
+#include <errno.h>
+#include <fcntl.h>
+#include <sodium.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "proto_entry.h"
+#include "proto_merge.h"
+#include "srv_db.h"
+
+struct srv_db {
+    sqlite3 *db;
+    char *dir; /* the data folder */
+};
+
+static const char *const schema =
+    "CREATE TABLE IF NOT EXISTS feeds("
+    "  feed BLOB PRIMARY KEY CHECK (length(feed) = 32),"
+    "  project TEXT NOT NULL,"
+    "  role TEXT NOT NULL CHECK (role IN ('researcher','coordinator')),"
+    "  name TEXT NOT NULL,"
+    "  have_seq INTEGER NOT NULL DEFAULT 0,"
+    "  head BLOB,"
+    "  revoked INTEGER NOT NULL DEFAULT 0,"
+    "  accept_through INTEGER NOT NULL DEFAULT 0,"
+    "  flags INTEGER NOT NULL DEFAULT 0,"
+    "  fork_seq INTEGER NOT NULL DEFAULT 0,"
+    "  enrolled_ms INTEGER NOT NULL,"
+    "  last_contact_ms INTEGER NOT NULL DEFAULT 0,"
+    "  receipt_seq INTEGER NOT NULL DEFAULT 0,"
+    "  attested_seq INTEGER NOT NULL DEFAULT 0"
+    ") WITHOUT ROWID;"
+    "CREATE TABLE IF NOT EXISTS entries("
+    "  feed BLOB NOT NULL REFERENCES feeds(feed),"
+    "  seq INTEGER NOT NULL,"
+    "  hash BLOB NOT NULL,"
+    "  entry BLOB NOT NULL,"
+    "  sig BLOB NOT NULL,"
+    "  content BLOB,"
+    "  record_id TEXT NOT NULL,"
+    "  gen INTEGER NOT NULL,"
+    "  parent BLOB,"
+    "  op INTEGER NOT NULL,"
+    "  received_ms INTEGER NOT NULL,"
+    "  PRIMARY KEY (feed, seq)"
+    ") WITHOUT ROWID;"
+    "CREATE INDEX IF NOT EXISTS entries_record ON entries(record_id);"
+    "CREATE TABLE IF NOT EXISTS records("
+    "  project TEXT NOT NULL,"
+    "  id TEXT NOT NULL,"
+    "  state INTEGER NOT NULL,"
+    "  owner BLOB,"
+    "  winner BLOB,"
+    "  winner_feed BLOB,"
+    "  winner_seq INTEGER,"
+    "  gen INTEGER,"
+    "  n_conflicts INTEGER NOT NULL DEFAULT 0,"
+    "  PRIMARY KEY (project, id)"
+    ") WITHOUT ROWID;"
+    "CREATE TABLE IF NOT EXISTS tokens("
+    "  hash BLOB PRIMARY KEY,"
+    "  project TEXT NOT NULL,"
+    "  role TEXT NOT NULL,"
+    "  name TEXT NOT NULL,"
+    "  created_ms INTEGER NOT NULL,"
+    "  expires_ms INTEGER NOT NULL,"
+    "  used_by BLOB,"
+    "  used_ms INTEGER"
+    ") WITHOUT ROWID;"
+    "CREATE TABLE IF NOT EXISTS nonces("
+    "  feed BLOB NOT NULL,"
+    "  nonce BLOB NOT NULL,"
+    "  ts INTEGER NOT NULL,"
+    "  PRIMARY KEY (feed, nonce)"
+    ") WITHOUT ROWID;"
+    "CREATE INDEX IF NOT EXISTS nonces_ts ON nonces(ts);"
+    "CREATE TABLE IF NOT EXISTS audit("
+    "  id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    "  at_ms INTEGER NOT NULL,"
+    "  event TEXT NOT NULL,"
+    "  feed BLOB,"
+    "  detail TEXT"
+    ");"
+    "CREATE TRIGGER IF NOT EXISTS audit_no_update BEFORE UPDATE ON audit"
+    "  BEGIN SELECT RAISE(ABORT, 'audit rows are append-only'); END;"
+    "CREATE TRIGGER IF NOT EXISTS audit_no_delete BEFORE DELETE ON audit"
+    "  BEGIN SELECT RAISE(ABORT, 'audit rows are append-only'); END;"
+    "PRAGMA user_version = 1;";
+
+static enum fs_rc
+sqlerr(struct srv_db *db, int r, const char *what, struct fs_err *err)
+{
+    int prim = r & 0xff;
+
+    if (prim == SQLITE_FULL || prim == SQLITE_IOERR)
+        return fs_err_set(err, FS_EAGAIN, "storage unavailable while %s (%s)", what,
+                          sqlite3_errstr(r));
+    if (prim == SQLITE_BUSY || prim == SQLITE_LOCKED)
+        return fs_err_set(err, FS_EAGAIN, "database busy while %s", what);
+    if (prim == SQLITE_CORRUPT || prim == SQLITE_NOTADB)
+        return fs_err_set(err, FS_ECORRUPT, "database damaged while %s", what);
+    return fs_err_set(err, FS_EINTERNAL, "database error while %s: %s", what,
+                      db && db->db ? sqlite3_errmsg(db->db) : sqlite3_errstr(r));
+}
+
+static enum fs_rc
+exec(struct srv_db *db, const char *sql, struct fs_err *err)
+{
+    int r = sqlite3_exec(db->db, sql, NULL, NULL, NULL);
+
+    return r == SQLITE_OK ? FS_OK : sqlerr(db, r, "updating the database", err);
+}
+
+static void
+rollback(struct srv_db *db)
+{
+    if (!sqlite3_get_autocommit(db->db))
+        sqlite3_exec(db->db, "ROLLBACK", NULL, NULL, NULL);
+}
+
+static enum fs_rc
+prep(struct srv_db *db, const char *sql, sqlite3_stmt **st, struct fs_err *err)
+{
+    int r = sqlite3_prepare_v3(db->db, sql, -1, 0, st, NULL);
+
+    return r == SQLITE_OK ? FS_OK : sqlerr(db, r, "preparing a query", err);
+}
+
+static enum fs_rc
+sq_open(const char *where, int create, struct srv_db **out, struct fs_err *err)
+{
+    struct srv_db *db = calloc(1, sizeof *db);
+    char *path = NULL;
+    enum fs_rc rc;
+    int r;
+
+    if (!db)
+        return fs_err_set(err, FS_ENOMEM, "out of memory");
+    db->dir = strdup(where);
+    if (!db->dir || asprintf(&path, "%s/server.db", where) < 0) {
+        free(db->dir);
+        free(db);
+        return fs_err_set(err, FS_ENOMEM, "out of memory");
+    }
+    r = sqlite3_open_v2(
+        path, &db->db,
+        SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | (create ? SQLITE_OPEN_CREATE : 0), NULL);
+    free(path);
+    if (r != SQLITE_OK) {
+        rc = fs_err_set(err, FS_EIO, "cannot open %s/server.db: %s%s", where, sqlite3_errstr(r),
+                        create ? "" : " (run 'fieldsync-server init' first)");
+        goto fail;
+    }
+    sqlite3_extended_result_codes(db->db, 1);
+    sqlite3_busy_timeout(db->db, 30000);
+    rc = exec(db,
+              "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;"
+              "PRAGMA trusted_schema = OFF;",
+              err);
+    if (rc)
+        goto fail;
+    if (create) {
+        rc = exec(db, schema, err);
+        if (rc)
+            goto fail;
+    }
+    *out = db;
+    return FS_OK;
+fail:
+    sqlite3_close(db->db);
+    free(db->dir);
+    free(db);
+    return rc;
+}
+
+static void
+sq_close(struct srv_db *db)
+{
+    if (!db)
+        return;
+    sqlite3_close(db->db);
+    free(db->dir);
+    free(db);
+}
+
+#define KEY_MAGIC    "fieldsync server key v1\n"
+#define KEY_TEXT_LEN (sizeof KEY_MAGIC - 1 + 2 * PROTO_SEED_BYTES + 1)
+
+/* The key lives in DATA/server.key, mode 0600, written whole or not at all. */
+static enum fs_rc
+sq_key_create(struct srv_db *db, const unsigned char *seed, struct fs_err *err)
+{
+    char *path = NULL, *tmp = NULL, *text = sodium_malloc(KEY_TEXT_LEN + 1);
+    int fd = -1, dfd = -1;
+    enum fs_rc rc = FS_OK;
+
+    if (!text || asprintf(&path, "%s/server.key", db->dir) < 0 ||
+        asprintf(&tmp, "%s/server.key.tmp", db->dir) < 0) {
+        rc = fs_err_set(err, FS_ENOMEM, "out of memory");
+        goto out;
+    }
+    if (access(path, F_OK) == 0) {
+        rc = fs_err_set(err, FS_EEXIST, "%s already exists; a server key is never replaced", path);
+        goto out;
+    }
+    memcpy(text, KEY_MAGIC, sizeof KEY_MAGIC - 1);
+    proto_hex_encode(seed, PROTO_SEED_BYTES, text + sizeof KEY_MAGIC - 1);
+    text[KEY_TEXT_LEN - 1] = '\n';
+    unlink(tmp);
+    fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd < 0 || write(fd, text, KEY_TEXT_LEN) != (ssize_t)KEY_TEXT_LEN || fsync(fd) != 0 ||
+        rename(tmp, path) != 0) {
+        rc = fs_err_set(err, FS_EIO, "cannot write %s: %s", path, strerror(errno));
+        unlink(tmp);
+        goto out;
+    }
+    dfd = open(db->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd < 0 || fsync(dfd) != 0)
+        rc = fs_err_set(err, FS_EIO, "cannot sync %s: %s", db->dir, strerror(errno));
+out:
+    if (fd >= 0)
+        close(fd);
+    if (dfd >= 0)
+        close(dfd);
+    if (text)
+        sodium_free(text);
+    free(path);
+    free(tmp);
+    return rc;
+}
+
+static enum fs_rc
+sq_key_load(struct srv_db *db, unsigned char *seed, struct fs_err *err)
+{
+    char *path = NULL, *text = sodium_malloc(KEY_TEXT_LEN + 2);
+    struct stat st;
+    ssize_t n;
+    int fd = -1;
+    enum fs_rc rc = FS_OK;
+
+    if (!text || asprintf(&path, "%s/server.key", db->dir) < 0) {
+        rc = fs_err_set(err, FS_ENOMEM, "out of memory");
+        goto out;
+    }
+    fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0) {
+        rc = fs_err_set(err, FS_EIO, "cannot open %s: %s (run 'fieldsync-server init')", path,
+                        strerror(errno));
+        goto out;
+    }
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || (st.st_mode & 077)) {
+        rc = fs_err_set(err, FS_EAUTH, "%s must be a regular file of mode 0600", path);
+        goto out;
+    }
+    n = read(fd, text, KEY_TEXT_LEN + 1);
+    if (n != (ssize_t)KEY_TEXT_LEN || memcmp(text, KEY_MAGIC, sizeof KEY_MAGIC - 1) != 0 ||
+        proto_hex_decode(text + sizeof KEY_MAGIC - 1, 2 * PROTO_SEED_BYTES, seed, PROTO_SEED_BYTES))
+        rc = fs_err_set(err, FS_ECORRUPT, "%s is malformed", path);
+out:
+    if (fd >= 0)
+        close(fd);
+    if (text)
+        sodium_free(text);
+    free(path);
+    return rc;
+}
+
+static int
+copy_text(char *dst, size_t cap, const unsigned char *src)
+{
+    snprintf(dst, cap, "%s", src ? (const char *)src : "");
+    return 0;
+}
+
+#define FEED_COLS                                                                                  \
+    "feed, project, role, name, have_seq, head, revoked, accept_through, flags, fork_seq,"         \
+    " enrolled_ms, last_contact_ms, receipt_seq, attested_seq"
+
+static void
+row_feed(sqlite3_stmt *st, struct srv_feed *f)
+{
+    memset(f, 0, sizeof *f);
+    if (sqlite3_column_bytes(st, 0) == PROTO_KEY_BYTES)
+        memcpy(f->feed, sqlite3_column_blob(st, 0), PROTO_KEY_BYTES);
+    copy_text(f->project, sizeof f->project, sqlite3_column_text(st, 1));
+    f->role = strcmp((const char *)sqlite3_column_text(st, 2), "coordinator") == 0
+                  ? SRV_ROLE_COORDINATOR
+                  : SRV_ROLE_RESEARCHER;
+    copy_text(f->name, sizeof f->name, sqlite3_column_text(st, 3));
+    f->have_seq = (uint64_t)sqlite3_column_int64(st, 4);
+    if (sqlite3_column_bytes(st, 5) == PROTO_HASH_BYTES) {
+        f->has_head = 1;
+        memcpy(f->head, sqlite3_column_blob(st, 5), PROTO_HASH_BYTES);
+    }
+    f->revoked = sqlite3_column_int(st, 6);
+    f->accept_through = (uint64_t)sqlite3_column_int64(st, 7);
+    f->flags = (unsigned)sqlite3_column_int(st, 8);
+    f->fork_seq = (uint64_t)sqlite3_column_int64(st, 9);
+    f->enrolled_ms = sqlite3_column_int64(st, 10);
+    f->last_contact_ms = sqlite3_column_int64(st, 11);
+    f->receipt_seq = (uint64_t)sqlite3_column_int64(st, 12);
+    f->attested_seq = (uint64_t)sqlite3_column_int64(st, 13);
+}
+
+static enum fs_rc
+audit_in_tx(struct srv_db *db, const char *event, const unsigned char *feed, const char *detail,
+            int64_t now_ms, struct fs_err *err)
+{
+    sqlite3_stmt *st = NULL;
+    enum fs_rc rc;
+    int r;
+
+    rc =
+        prep(db, "INSERT INTO audit(at_ms, event, feed, detail) VALUES (?1, ?2, ?3, ?4)", &st, err);
+    if (rc)
+        return rc;
+    sqlite3_bind_int64(st, 1, now_ms);
+    sqlite3_bind_text(st, 2, event, -1, SQLITE_STATIC);
+    if (feed)
+        sqlite3_bind_blob(st, 3, feed, PROTO_KEY_BYTES, SQLITE_STATIC);
+    if (detail)
+        sqlite3_bind_text(st, 4, detail, -1, SQLITE_STATIC);
+    r = sqlite3_step(st);
+    sqlite3_finalize(st);
+    return r == SQLITE_DONE ? FS_OK : sqlerr(db, r, "writing the audit log", err);
+}
+
+static enum fs_rc
+sq_audit(struct srv_db *db, const char *event, const unsigned char *feed, const char *detail,
+         int64_t now_ms, struct fs_err *err)
+{
+    return audit_in_tx(db, event, feed, detail, now_ms, err);
+}
+
+static enum fs_rc
+sq_token_add(struct srv_db *db, const unsigned char hash[PROTO_HASH_BYTES],
+             const struct srv_token *t, struct fs_err *err)
+{
+    sqlite3_stmt *st = NULL;
+    enum fs_rc rc;
+    int r;
+
+    rc = prep(db,
+              "INSERT INTO tokens(hash, project, role, name, created_ms, expires_ms)"
+              " VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+              &st, err);
+    if (rc)
+        return rc;
+    sqlite3_bind_blob(st, 1, hash, PROTO_HASH_BYTES, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, t->project, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, srv_role_name(t->role), -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 4, t->name, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 5, t->created_ms);
+    sqlite3_bind_int64(st, 6, t->expires_ms);
+    r = sqlite3_step(st);
+    sqlite3_finalize(st);
+    return r == SQLITE_DONE ? FS_OK : sqlerr(db, r, "saving the token", err);
+}
+
+static enum fs_rc
+feed_get_in(struct srv_db *db, const unsigned char feed[PROTO_KEY_BYTES], struct srv_feed *out,
+            struct fs_err *err)
+{
+    sqlite3_stmt *st = NULL;
+    enum fs_rc rc;
+    int r;
+
+    rc = prep(db, "SELECT " FEED_COLS " FROM feeds WHERE feed = ?1", &st, err);
+    if (rc)
+        return rc;
+    sqlite3_bind_blob(st, 1, feed, PROTO_KEY_BYTES, SQLITE_STATIC);
+    r = sqlite3_step(st);
+    if (r == SQLITE_ROW)
+        row_feed(st, out);
+    sqlite3_finalize(st);
+    if (r == SQLITE_DONE)
+        return fs_err_set(err, FS_ENOTFOUND, "this device is not enrolled");
+    return r == SQLITE_ROW ? FS_OK : sqlerr(db, r, "reading a feed", err);
+}
+
+static enum fs_rc
+sq_token_redeem(struct srv_db *db, const unsigned char hash[PROTO_HASH_BYTES],
+                const unsigned char feed[PROTO_KEY_BYTES], const char *name, int64_t now_ms,
+                struct srv_feed *out, struct fs_err *err)
+{
+    sqlite3_stmt *st = NULL;
+    char project[SRV_PROJECT_MAX + 1], role[16], tname[PROTO_TEXT_MAX_BYTES + 1];
+    int64_t expires;
+    int r, used = 0, used_by_me = 0;
+    enum fs_rc rc;
+
+    rc = exec(db, "BEGIN IMMEDIATE", err);
+    if (rc)
+        return rc;
+    rc = prep(db, "SELECT project, role, name, expires_ms, used_by FROM tokens WHERE hash = ?1",
+              &st, err);
+    if (rc)
+        goto fail;
+    sqlite3_bind_blob(st, 1, hash, PROTO_HASH_BYTES, SQLITE_STATIC);
+    r = sqlite3_step(st);
+    if (r != SQLITE_ROW) {
+        sqlite3_finalize(st);
+        rc = r == SQLITE_DONE ? fs_err_set(err, FS_EAUTH, "unknown enrollment token")
+                              : sqlerr(db, r, "reading a token", err);
+        goto fail;
+    }
+    copy_text(project, sizeof project, sqlite3_column_text(st, 0));
+    copy_text(role, sizeof role, sqlite3_column_text(st, 1));
+    copy_text(tname, sizeof tname, sqlite3_column_text(st, 2));
+    expires = sqlite3_column_int64(st, 3);
+    if (sqlite3_column_type(st, 4) != SQLITE_NULL) {
+        used = 1;
+        used_by_me = sqlite3_column_bytes(st, 4) == PROTO_KEY_BYTES &&
+                     memcmp(sqlite3_column_blob(st, 4), feed, PROTO_KEY_BYTES) == 0;
+    }
+    sqlite3_finalize(st);
+    st = NULL;
+    if (used && used_by_me) {
+        /* The same key again after a lost answer: the same answer. */
+        rc = feed_get_in(db, feed, out, err);
+        if (rc)
+            goto fail;
+        rc = exec(db, "COMMIT", err);
+        return rc;
+    }
+    if (used) {
+        rc = fs_err_set(err, FS_EAUTH, "this enrollment token was already used by another device");
+        goto fail;
+    }
+    if (expires <= now_ms) {
+        rc = fs_err_set(err, FS_EAUTH, "this enrollment token has expired");
+        goto fail;
+    }
+    rc = feed_get_in(db, feed, out, NULL);
+    if (rc == FS_OK) {
+        rc = fs_err_set(err, FS_EEXIST, "this device is already enrolled");
+        goto fail;
+    }
+    rc = prep(db,
+              "INSERT INTO feeds(feed, project, role, name, enrolled_ms, last_contact_ms)"
+              " VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
+              &st, err);
+    if (rc)
+        goto fail;
+    sqlite3_bind_blob(st, 1, feed, PROTO_KEY_BYTES, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, project, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, role, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 4, name && *name ? name : tname, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 5, now_ms);
+    r = sqlite3_step(st);
+    sqlite3_finalize(st);
+    st = NULL;
+    if (r != SQLITE_DONE) {
+        rc = sqlerr(db, r, "enrolling", err);
+        goto fail;
+    }
+    rc = prep(db, "UPDATE tokens SET used_by = ?2, used_ms = ?3 WHERE hash = ?1", &st, err);
+    if (rc)
+        goto fail;
+    sqlite3_bind_blob(st, 1, hash, PROTO_HASH_BYTES, SQLITE_STATIC);
+    sqlite3_bind_blob(st, 2, feed, PROTO_KEY_BYTES, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 3, now_ms);
+    r = sqlite3_step(st);
+    sqlite3_finalize(st);
+    st = NULL;
+    if (r != SQLITE_DONE) {
+        rc = sqlerr(db, r, "enrolling", err);
+        goto fail;
+    }
+    rc = audit_in_tx(db, "enroll", feed, role, now_ms, err);
+    if (!rc)
+        rc = feed_get_in(db, feed, out, err);
+    if (!rc)
+        rc = exec(db, "COMMIT", err);
+    if (!rc)
+        return FS_OK;
+fail:
+    rollback(db);
+    return rc;
+}
+
+static enum fs_rc
+sq_feed_get(struct srv_db *db, const unsigned char feed[PROTO_KEY_BYTES], struct srv_feed *out,
+            struct fs_err *err)
+{
+    return feed_get_in(db, feed, out, err);
+}
+
+static enum fs_rc
+sq_feed_list(struct srv_db *db, const char *project, srv_feed_cb cb, void *ctx, struct fs_err *err)
+{
+    sqlite3_stmt *st = NULL;
+    struct srv_feed f;
+    enum fs_rc rc;
+    int r;
+
+    rc = prep(db,
+              project ? "SELECT " FEED_COLS " FROM feeds WHERE project = ?1 ORDER BY name, feed"
+                      : "SELECT " FEED_COLS " FROM feeds ORDER BY project, name, feed",
+              &st, err);
+    if (rc)
+        return rc;
+    if (project)
+        sqlite3_bind_text(st, 1, project, -1, SQLITE_STATIC);
+    while ((r = sqlite3_step(st)) == SQLITE_ROW) {
+        row_feed(st, &f);
+        if (cb(ctx, &f)) {
+            r = SQLITE_DONE;
+            break;
+        }
+    }
+    sqlite3_finalize(st);
+    return r == SQLITE_DONE ? FS_OK : sqlerr(db, r, "listing feeds", err);
+}
+
+/* Runs sql (?1 the feed, ?2 a) and appends an audit row, in one transaction. */
+static enum fs_rc
+update_feed(struct srv_db *db, const char *sql, const unsigned char feed[PROTO_KEY_BYTES],
+            int64_t a, int64_t now_ms, const char *event, struct fs_err *err)
+{
+    sqlite3_stmt *st = NULL;
+    char detail[64];
+    enum fs_rc rc;
+    int r;
+
+    rc = exec(db, "BEGIN IMMEDIATE", err);
+    if (rc)
+        return rc;
+    rc = prep(db, sql, &st, err);
+    if (rc)
+        goto fail;
+    sqlite3_bind_blob(st, 1, feed, PROTO_KEY_BYTES, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, a);
+    r = sqlite3_step(st);
+    sqlite3_finalize(st);
+    if (r != SQLITE_DONE) {
+        rc = sqlerr(db, r, "updating a feed", err);
+        goto fail;
+    }
+    if (sqlite3_changes(db->db) == 0) {
+        rc = fs_err_set(err, FS_ENOTFOUND, "no such feed");
+        goto fail;
+    }
+    if (event) {
+        snprintf(detail, sizeof detail, "seq %lld", (long long)a);
+        rc = audit_in_tx(db, event, feed, detail, now_ms, err);
+        if (rc)
+            goto fail;
+    }
+    return exec(db, "COMMIT", err);
+fail:
+    rollback(db);
+    return rc;
+}
+
+static enum fs_rc
+sq_feed_revoke(struct srv_db *db, const unsigned char feed[PROTO_KEY_BYTES],
+               uint64_t accept_through, int64_t now_ms, struct fs_err *err)
+{
+    return update_feed(db, "UPDATE feeds SET revoked = 1, accept_through = ?2 WHERE feed = ?1",
+                       feed, (int64_t)accept_through, now_ms, "revoke", err);
+}
+
+static enum fs_rc
+sq_feed_flag_fork(struct srv_db *db, const unsigned char feed[PROTO_KEY_BYTES], uint64_t seq,
+                  int64_t now_ms, struct fs_err *err)
+{
+    return update_feed(db,
+                       "UPDATE feeds SET flags = flags | 1,"
+                       " fork_seq = CASE WHEN fork_seq = 0 OR fork_seq > ?2 THEN ?2"
+                       " ELSE fork_seq END WHERE feed = ?1",
+                       feed, (int64_t)seq, now_ms, "fork", err);
+}
+
+static enum fs_rc
+sq_feed_touch(struct srv_db *db, const unsigned char feed[PROTO_KEY_BYTES], uint64_t receipt_seq,
+              int64_t now_ms, struct fs_err *err)
+{
+    sqlite3_stmt *st = NULL;
+    enum fs_rc rc;
+    int r;
+
+    rc = prep(db,
+              "UPDATE feeds SET receipt_seq = max(receipt_seq, ?2), last_contact_ms = ?3"
+              " WHERE feed = ?1",
+              &st, err);
+    if (rc)
+        return rc;
+    sqlite3_bind_blob(st, 1, feed, PROTO_KEY_BYTES, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, (int64_t)receipt_seq);
+    sqlite3_bind_int64(st, 3, now_ms);
+    r = sqlite3_step(st);
+    sqlite3_finalize(st);
+    return r == SQLITE_DONE ? FS_OK : sqlerr(db, r, "updating a feed", err);
+}
+
+static enum fs_rc
+hash_at(struct srv_db *db, const unsigned char feed[PROTO_KEY_BYTES], uint64_t seq,
+        unsigned char out[PROTO_HASH_BYTES], struct fs_err *err)
+{
+    sqlite3_stmt *st = NULL;
+    enum fs_rc rc;
+    int r;
+
+    rc = prep(db, "SELECT hash FROM entries WHERE feed = ?1 AND seq = ?2", &st, err);
+    if (rc)
+        return rc;
+    sqlite3_bind_blob(st, 1, feed, PROTO_KEY_BYTES, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, (int64_t)seq);
+    r = sqlite3_step(st);
+    if (r == SQLITE_ROW && sqlite3_column_bytes(st, 0) == PROTO_HASH_BYTES)
+        memcpy(out, sqlite3_column_blob(st, 0), PROTO_HASH_BYTES);
+    sqlite3_finalize(st);
+    if (r == SQLITE_DONE)
+        return fs_err_set(err, FS_ENOTFOUND, "no entry at seq %llu", (unsigned long long)seq);
+    return r == SQLITE_ROW ? FS_OK : sqlerr(db, r, "reading an entry", err);
+}
+
+static enum fs_rc
+sq_entry_hash(struct srv_db *db, const unsigned char feed[PROTO_KEY_BYTES], uint64_t seq,
+              unsigned char out[PROTO_HASH_BYTES], struct fs_err *err)
+{
+    return hash_at(db, feed, seq, out, err);
+}
+
+/* Recomputes the merged view row of one record of project. */
+static enum fs_rc
+merge_record(struct srv_db *db, const char *project, const char *id, struct fs_err *err)
+{
+    sqlite3_stmt *st = NULL;
+    struct proto_rev *revs = NULL;
+    uint64_t *seqs = NULL;
+    size_t n = 0, cap = 0;
+    struct proto_merge m;
+    enum fs_rc rc;
+    int r, merged = 0;
+
+    rc = prep(db,
+              "SELECT e.feed, e.seq, e.hash, e.gen, e.parent, e.op, f.role = 'coordinator'"
+              " FROM entries e JOIN feeds f ON f.feed = e.feed"
+              " WHERE e.record_id = ?1 AND f.project = ?2",
+              &st, err);
+    if (rc)
+        return rc;
+    sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, project, -1, SQLITE_STATIC);
+    while ((r = sqlite3_step(st)) == SQLITE_ROW) {
+        struct proto_rev *rv;
+
+        if (n == cap) {
+            size_t nc = cap ? cap * 2 : 8;
+            struct proto_rev *nr = realloc(revs, nc * sizeof *nr);
+            uint64_t *ns;
+
+            if (!nr) {
+                rc = fs_err_set(err, FS_ENOMEM, "out of memory");
+                goto out;
+            }
+            revs = nr;
+            ns = realloc(seqs, nc * sizeof *ns);
+            if (!ns) {
+                rc = fs_err_set(err, FS_ENOMEM, "out of memory");
+                goto out;
+            }
+            seqs = ns;
+            cap = nc;
+        }
+        rv = &revs[n];
+        memset(rv, 0, sizeof *rv);
+        memcpy(rv->feed, sqlite3_column_blob(st, 0), PROTO_KEY_BYTES);
+        seqs[n] = (uint64_t)sqlite3_column_int64(st, 1);
+        memcpy(rv->hash, sqlite3_column_blob(st, 2), PROTO_HASH_BYTES);
+        rv->gen = (uint64_t)sqlite3_column_int64(st, 3);
+        if (sqlite3_column_bytes(st, 4) == PROTO_HASH_BYTES) {
+            rv->has_parent = 1;
+            memcpy(rv->parent, sqlite3_column_blob(st, 4), PROTO_HASH_BYTES);
+        }
+        rv->op = sqlite3_column_int(st, 5) == PROTO_OP_DELETE ? PROTO_OP_DELETE : PROTO_OP_PUT;
+        rv->by_coordinator = sqlite3_column_int(st, 6);
+        n++;
+    }
+    sqlite3_finalize(st);
+    st = NULL;
+    if (r != SQLITE_DONE) {
+        rc = sqlerr(db, r, "reading revisions", err);
+        goto out;
+    }
+    rc = proto_merge_record(revs, n, &m);
+    if (rc) {
+        rc = fs_err_set(err, rc, "out of memory");
+        goto out;
+    }
+    merged = 1;
+    rc = prep(db,
+              "INSERT INTO records(project, id, state, owner, winner, winner_feed, winner_seq, gen,"
+              " n_conflicts) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9)"
+              " ON CONFLICT(project, id) DO UPDATE SET state = excluded.state,"
+              " owner = excluded.owner, winner = excluded.winner,"
+              " winner_feed = excluded.winner_feed, winner_seq = excluded.winner_seq,"
+              " gen = excluded.gen, n_conflicts = excluded.n_conflicts",
+              &st, err);
+    if (rc)
+        goto out;
+    sqlite3_bind_text(st, 1, project, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, id, -1, SQLITE_STATIC);
+    sqlite3_bind_int(st, 3, (int)m.state);
+    if (m.has_owner)
+        sqlite3_bind_blob(st, 4, m.owner, PROTO_KEY_BYTES, SQLITE_STATIC);
+    if (m.state == PROTO_REC_LIVE) {
+        sqlite3_bind_blob(st, 5, revs[m.winner].hash, PROTO_HASH_BYTES, SQLITE_STATIC);
+        sqlite3_bind_blob(st, 6, revs[m.winner].feed, PROTO_KEY_BYTES, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 7, (int64_t)seqs[m.winner]);
+        sqlite3_bind_int64(st, 8, (int64_t)revs[m.winner].gen);
+    }
+    sqlite3_bind_int64(st, 9, (int64_t)m.n_conflicts);
+    r = sqlite3_step(st);
+    if (r != SQLITE_DONE)
+        rc = sqlerr(db, r, "updating the merged view", err);
+    if (!rc && m.state == PROTO_REC_CONTESTED) {
+        size_t i;
+
+        /* Every feed with a root of this record is flagged for a coordinator. */
+        for (i = 0; !rc && i < n; i++) {
+            sqlite3_stmt *u = NULL;
+
+            if (revs[i].gen != 1)
+                continue;
+            rc = prep(db, "UPDATE feeds SET flags = flags | 4 WHERE feed = ?1", &u, err);
+            if (rc)
+                break;
+            sqlite3_bind_blob(u, 1, revs[i].feed, PROTO_KEY_BYTES, SQLITE_STATIC);
+            r = sqlite3_step(u);
+            sqlite3_finalize(u);
+            if (r != SQLITE_DONE)
+                rc = sqlerr(db, r, "flagging a feed", err);
+        }
+    }
+out:
+    sqlite3_finalize(st);
+    if (merged)
+        proto_merge_release(&m);
+    free(revs);
+    free(seqs);
+    return rc;
+}
+
+static int
+str_cmp(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+static enum fs_rc
+sq_push_apply(struct srv_db *db, const unsigned char feed[PROTO_KEY_BYTES],
+              const struct srv_entry *es, size_t n, int64_t now_ms, struct srv_push_result *res,
+              struct fs_err *err)
+{
+    struct srv_feed f;
+    sqlite3_stmt *ins = NULL, *head = NULL;
+    const char **ids = NULL;
+    unsigned char prev[PROTO_HASH_BYTES];
+    size_t i, first_new = n, n_ids = 0;
+    char detail[96];
+    enum fs_rc rc;
+    int r;
+
+    memset(res, 0, sizeof *res);
+    rc = exec(db, "BEGIN IMMEDIATE", err);
+    if (rc)
+        return rc;
+    /* Under the write lock: nobody else appends to this feed now. */
+    rc = feed_get_in(db, feed, &f, err);
+    if (rc)
+        goto fail;
+    if (f.revoked && n && es[n - 1].seq > f.accept_through) {
+        rc = fs_err_set(err, FS_EAUTH, "this device was revoked");
+        goto fail;
+    }
+    res->have_seq = f.have_seq;
+    memcpy(res->head, f.head, PROTO_HASH_BYTES);
+    for (i = 0; i < n; i++) {
+        unsigned char held[PROTO_HASH_BYTES];
+
+        if (es[i].seq > f.have_seq) {
+            first_new = i;
+            break;
+        }
+        rc = hash_at(db, feed, es[i].seq, held, err);
+        if (rc)
+            goto fail;
+        if (memcmp(held, es[i].hash, PROTO_HASH_BYTES) != 0) {
+            res->outcome = SRV_PUSH_FORK;
+            res->fork_seq = es[i].seq;
+            rollback(db);
+            return FS_OK;
+        }
+    }
+    if (first_new == n) {
+        res->outcome = SRV_PUSH_HELD;
+        rollback(db);
+        return FS_OK;
+    }
+    if (es[first_new].seq != f.have_seq + 1) {
+        res->outcome = SRV_PUSH_GAP;
+        rollback(db);
+        return FS_OK;
+    }
+    if (f.have_seq > 0 && (!es[first_new].parsed->has_prev ||
+                           memcmp(es[first_new].parsed->prev, f.head, PROTO_HASH_BYTES) != 0)) {
+        res->outcome = SRV_PUSH_FORK;
+        res->fork_seq = es[first_new].seq;
+        rollback(db);
+        return FS_OK;
+    }
+    rc = prep(db,
+              "INSERT INTO entries(feed, seq, hash, entry, sig, content, record_id, gen, parent,"
+              " op, received_ms) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11)",
+              &ins, err);
+    if (rc)
+        goto fail;
+    ids = malloc((n - first_new) * sizeof *ids);
+    if (!ids) {
+        rc = fs_err_set(err, FS_ENOMEM, "out of memory");
+        goto fail;
+    }
+    memcpy(prev, f.head, sizeof prev);
+    for (i = first_new; i < n; i++) {
+        const struct srv_entry *e = &es[i];
+        const struct proto_entry *p = e->parsed;
+
+        if (i > first_new && (e->seq != es[i - 1].seq + 1 || !p->has_prev ||
+                              memcmp(p->prev, prev, PROTO_HASH_BYTES) != 0)) {
+            rc = fs_err_set(err, FS_EPROTO, "entries do not chain at seq %llu",
+                            (unsigned long long)e->seq);
+            goto fail;
+        }
+        sqlite3_reset(ins);
+        sqlite3_clear_bindings(ins);
+        sqlite3_bind_blob(ins, 1, feed, PROTO_KEY_BYTES, SQLITE_STATIC);
+        sqlite3_bind_int64(ins, 2, (int64_t)e->seq);
+        sqlite3_bind_blob(ins, 3, e->hash, PROTO_HASH_BYTES, SQLITE_STATIC);
+        sqlite3_bind_blob(ins, 4, e->entry, (int)e->entry_len, SQLITE_STATIC);
+        sqlite3_bind_blob(ins, 5, e->sig, PROTO_SIG_BYTES, SQLITE_STATIC);
+        if (e->content_len)
+            sqlite3_bind_blob(ins, 6, e->content, (int)e->content_len, SQLITE_STATIC);
+        sqlite3_bind_text(ins, 7, p->record_id, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(ins, 8, (int64_t)p->gen);
+        if (p->has_parent)
+            sqlite3_bind_blob(ins, 9, p->parent, PROTO_HASH_BYTES, SQLITE_STATIC);
+        sqlite3_bind_int(ins, 10, (int)p->op);
+        sqlite3_bind_int64(ins, 11, now_ms);
+        r = sqlite3_step(ins);
+        if (r != SQLITE_DONE) {
+            rc = sqlerr(db, r, "storing entries", err);
+            goto fail;
+        }
+        memcpy(prev, e->hash, sizeof prev);
+        ids[n_ids++] = p->record_id;
+    }
+    rc = prep(db, "UPDATE feeds SET have_seq = ?2, head = ?3, last_contact_ms = ?4 WHERE feed = ?1",
+              &head, err);
+    if (rc)
+        goto fail;
+    sqlite3_bind_blob(head, 1, feed, PROTO_KEY_BYTES, SQLITE_STATIC);
+    sqlite3_bind_int64(head, 2, (int64_t)es[n - 1].seq);
+    sqlite3_bind_blob(head, 3, prev, PROTO_HASH_BYTES, SQLITE_STATIC);
+    sqlite3_bind_int64(head, 4, now_ms);
+    r = sqlite3_step(head);
+    if (r != SQLITE_DONE) {
+        rc = sqlerr(db, r, "advancing the head", err);
+        goto fail;
+    }
+    /* The merged view of every record touched, once each. */
+    qsort(ids, n_ids, sizeof *ids, str_cmp);
+    for (i = 0; i < n_ids; i++) {
+        if (i && strcmp(ids[i], ids[i - 1]) == 0)
+            continue;
+        rc = merge_record(db, f.project, ids[i], err);
+        if (rc)
+            goto fail;
+    }
+    snprintf(detail, sizeof detail, "seq %llu..%llu", (unsigned long long)es[first_new].seq,
+             (unsigned long long)es[n - 1].seq);
+    rc = audit_in_tx(db, "push", feed, detail, now_ms, err);
+    if (rc)
+        goto fail;
+    rc = exec(db, "COMMIT", err);
+    if (rc)
+        goto fail;
+    res->outcome = SRV_PUSH_APPLIED;
+    res->have_seq = es[n - 1].seq;
+    memcpy(res->head, prev, PROTO_HASH_BYTES);
+    res->stored = n - first_new;
+    goto out;
+fail:
+    rollback(db);
+out:
+    sqlite3_finalize(ins);
+    sqlite3_finalize(head);
+    free(ids);
+    return rc;
+}
+
+static enum fs_rc
+sq_nonce_use(struct srv_db *db, const unsigned char feed[PROTO_KEY_BYTES],
+             const unsigned char *nonce, size_t nonce_len, int64_t ts, int64_t now_s,
+             struct fs_err *err)
+{
+    sqlite3_stmt *st = NULL;
+    enum fs_rc rc;
+    int r;
+
+    rc = prep(db, "DELETE FROM nonces WHERE ts < ?1", &st, err);
+    if (rc)
+        return rc;
+    sqlite3_bind_int64(st, 1, now_s - 2 * 300);
+    r = sqlite3_step(st);
+    sqlite3_finalize(st);
+    if (r != SQLITE_DONE)
+        return sqlerr(db, r, "forgetting old nonces", err);
+    rc = prep(db, "INSERT INTO nonces(feed, nonce, ts) VALUES (?1, ?2, ?3)", &st, err);
+    if (rc)
+        return rc;
+    sqlite3_bind_blob(st, 1, feed, PROTO_KEY_BYTES, SQLITE_STATIC);
+    sqlite3_bind_blob(st, 2, nonce, (int)nonce_len, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 3, ts);
+    r = sqlite3_step(st);
+    sqlite3_finalize(st);
+    if ((r & 0xff) == SQLITE_CONSTRAINT)
+        return fs_err_set(err, FS_ECONFLICT, "this request was seen before");
+    return r == SQLITE_DONE ? FS_OK : sqlerr(db, r, "remembering a nonce", err);
+}
+
+static enum fs_rc
+sq_entries_each(struct srv_db *db, const unsigned char feed[PROTO_KEY_BYTES], uint64_t from,
+                uint64_t to, srv_entry_cb cb, void *ctx, struct fs_err *err)
+{
+    sqlite3_stmt *st = NULL;
+    enum fs_rc rc;
+    int r;
+
+    rc = prep(db,
+              "SELECT seq, hash, entry, sig, content FROM entries WHERE feed = ?1"
+              " AND seq >= ?2 AND seq <= ?3 ORDER BY seq",
+              &st, err);
+    if (rc)
+        return rc;
+    sqlite3_bind_blob(st, 1, feed, PROTO_KEY_BYTES, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, (int64_t)from);
+    sqlite3_bind_int64(st, 3, to ? (int64_t)to : INT64_MAX);
+    while ((r = sqlite3_step(st)) == SQLITE_ROW) {
+        if (cb(ctx, (uint64_t)sqlite3_column_int64(st, 0), sqlite3_column_blob(st, 1),
+               sqlite3_column_blob(st, 2), (size_t)sqlite3_column_bytes(st, 2),
+               sqlite3_column_blob(st, 3), sqlite3_column_blob(st, 4),
+               (size_t)sqlite3_column_bytes(st, 4))) {
+            r = SQLITE_DONE;
+            break;
+        }
+    }
+    sqlite3_finalize(st);
+    return r == SQLITE_DONE ? FS_OK : sqlerr(db, r, "reading entries", err);
+}
+
+const struct srv_db_ops srv_db_sqlite_ops = {
+    .name = "sqlite",
+    .open = sq_open,
+    .close = sq_close,
+    .key_create = sq_key_create,
+    .key_load = sq_key_load,
+    .token_add = sq_token_add,
+    .token_redeem = sq_token_redeem,
+    .feed_get = sq_feed_get,
+    .feed_list = sq_feed_list,
+    .feed_revoke = sq_feed_revoke,
+    .feed_flag_fork = sq_feed_flag_fork,
+    .feed_touch = sq_feed_touch,
+    .entry_hash = sq_entry_hash,
+    .push_apply = sq_push_apply,
+    .nonce_use = sq_nonce_use,
+    .audit = sq_audit,
+    .entries_each = sq_entries_each,
+};
