@@ -61,7 +61,14 @@ struct cli {
     int stdout_tty, stdin_tty, stderr_tty;
     char *editor_pref; /* from config.ini */
     char *color_pref;
+    char **argv0; /* the process's argv, for handing over to the helper */
 };
+
+/* The common main of fieldsync and fieldsync-remote. */
+int cli_main(int argc, char **argv, const struct cli_cmd *commands, size_t ncommands);
+/* Runs the same command line in the fieldsync-remote helper (never returns
+ * on success). */
+int cli_exec_remote(struct cli *cli, const struct cli_cmd *cmd, int argc, char **argv);
 
 /* Parses argv (argv[0] is the command name). On --help prints help and
  * returns 0 with *done set; on a usage error prints it and returns 64. */

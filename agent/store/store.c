@@ -511,6 +511,12 @@ store_feed(const struct store *s)
     return s->pk;
 }
 
+const unsigned char *
+store_secret(const struct store *s)
+{
+    return s->sk;
+}
+
 const char *
 store_home(const struct store *s)
 {

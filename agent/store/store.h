@@ -44,7 +44,13 @@ FS_WUR enum fs_rc store_open(const char *home, struct store **out /* OUT */, str
 void store_close(struct store *s); /* NULL-safe */
 
 const unsigned char *store_feed(const struct store *s); /* valid until store_close */
+/* The device's secret key (PROTO_SECRET_BYTES, in sodium_malloc'd memory),
+ * borrowed for signing; valid until store_close. Never copy or log it. */
+const unsigned char *store_secret(const struct store *s);
 const char *store_home(const struct store *s);
+
+/* The wall clock in unix milliseconds (the store's time for "at" fields). */
+int64_t store_now_ms(void);
 
 /* ---- settings (per store) ------------------------------------------------- */
 
@@ -170,5 +176,49 @@ typedef void (*store_problem_cb)(void *ctx, const char *line);
 FS_WUR enum fs_rc store_verify(struct store *s, store_problem_cb cb, void *ctx,
                                uint64_t *problems /* OUT */, uint64_t *entries /* OUT */,
                                struct fs_err *err);
+
+/* ---- sync state ------------------------------------------------------------------ */
+
+/* One stored entry; pointers valid during the callback only. */
+struct store_entry_row {
+    uint64_t seq;
+    const unsigned char *hash; /* PROTO_HASH_BYTES */
+    const unsigned char *entry;
+    size_t entry_len;
+    const unsigned char *sig; /* PROTO_SIG_BYTES */
+    const unsigned char *content;
+    size_t content_len;
+};
+typedef int (*store_entry_cb)(void *ctx, const struct store_entry_row *e);
+
+/* Calls cb for feed's entries with from <= seq <= to, in seq order; a
+ * non-zero return stops the walk (FS_OK is still returned). */
+FS_WUR enum fs_rc store_feed_entries(struct store *s, const unsigned char feed[PROTO_KEY_BYTES],
+                                     uint64_t from, uint64_t to, store_entry_cb cb, void *ctx,
+                                     struct fs_err *err);
+/* The hash of feed's entry at seq; FS_ENOTFOUND when not held. */
+FS_WUR enum fs_rc store_entry_hash(struct store *s, const unsigned char feed[PROTO_KEY_BYTES],
+                                   uint64_t seq, unsigned char out[PROTO_HASH_BYTES],
+                                   struct fs_err *err);
+
+/* The best receipt the server signed for feed (have_seq 0 when none). */
+struct store_receipt {
+    uint64_t have_seq;
+    int has_head;
+    unsigned char head[PROTO_HASH_BYTES];
+    char *text; /* the signed receipt as received, owned; NULL when none */
+    char at[PROTO_TIME_MAX_LEN];
+};
+FS_WUR enum fs_rc store_receipt_get(struct store *s, const unsigned char feed[PROTO_KEY_BYTES],
+                                    struct store_receipt *out /* OUT */, struct fs_err *err);
+void store_receipt_release(struct store_receipt *r);
+/* Keeps a verified receipt if it covers at least as much as the one held:
+ * what a receipt covered is never forgotten because a server later reports
+ * less (a restore from backup). */
+FS_WUR enum fs_rc store_receipt_put(struct store *s, const unsigned char feed[PROTO_KEY_BYTES],
+                                    uint64_t have_seq, const unsigned char *head, const char *text,
+                                    struct fs_err *err);
+/* Sets this device's role ("researcher" or "coordinator") after enrollment. */
+FS_WUR enum fs_rc store_self_role_set(struct store *s, const char *role, struct fs_err *err);
 
 #endif

@@ -29,8 +29,8 @@ struct store {
     unsigned char *sk; /* sodium_malloc'd PROTO_SECRET_BYTES, wiped on close */
     int in_tx;         /* an explicit store_begin is open */
     sqlite3_stmt *st[ST_COUNT];
-    struct fs_buf ebuf; /* scratch: entry bytes */
-    struct fs_buf cbuf; /* scratch: content bytes */
+    struct fs_buf ebuf;         /* scratch: entry bytes */
+    struct fs_buf cbuf;         /* scratch: content bytes */
     struct proto_uuid7_gen ids; /* new record ids sort in creation order */
 };
 
@@ -56,8 +56,5 @@ FS_WUR enum fs_rc store_record_refresh(struct store *s, const char *id,
                                        const struct proto_content *known,
                                        const unsigned char *known_hash, uint64_t own_seq,
                                        struct fs_err *err);
-
-/* The wall clock in unix milliseconds. */
-int64_t store_now_ms(void);
 
 #endif

@@ -1,0 +1,95 @@
+/*
+ * fs_sync: moving data between a store and a server. An HTTP client on
+ * libcurl (hardened: timeouts, a low-speed limit, capped answers, no
+ * redirects, no compression negotiation, https only except plain http to a
+ * loopback address), enrollment, and push with signed receipts.
+ *
+ * Results: FS_ENET when no connection could be made (exit 69), FS_EAGAIN when
+ * the server said retry, the transfer was cut or the clock is wrong (75),
+ * FS_EPROTO for a fork, a key mismatch or an answer that fails verification
+ * (76), FS_EAUTH when not enrolled or revoked (77).
+ * Dependency rule: sync/ includes agent/store, protocol/ and base/.
+ */
+#ifndef SYNC_H
+#define SYNC_H
+
+#include "store.h"
+
+struct sync_http;
+
+struct sync_http_opts {
+    long connect_timeout_ms; /* default 10 s */
+    long request_timeout_ms; /* default 10 min */
+    long low_speed_bytes;    /* default 512 B/s ... */
+    long low_speed_s;        /* ... over 30 s */
+    size_t max_answer;       /* default PROTO_BATCH_MAX_BYTES + 1 MiB */
+};
+
+/* A client for base_url (scheme, host, port, optional path prefix). cacert
+ * may be NULL. Requests are signed with store's key when asked to. */
+FS_WUR enum fs_rc sync_http_new(const char *base_url, const char *cacert,
+                                const struct sync_http_opts *opts, struct sync_http **out,
+                                struct fs_err *err);
+void sync_http_free(struct sync_http *h);
+/* Pins the server key used for request signatures and answers. */
+void sync_http_pin(struct sync_http *h, const unsigned char server_pk[PROTO_KEY_BYTES]);
+/* Sets the device key used for signed requests (borrowed). */
+void sync_http_signer(struct sync_http *h, const unsigned char feed[PROTO_KEY_BYTES],
+                      const unsigned char *sk);
+/* Seconds to add to this laptop's clock when signing requests. */
+void sync_http_clock_offset(struct sync_http *h, int64_t offset_s);
+int64_t sync_http_clock_offset_get(const struct sync_http *h);
+
+struct sync_resp {
+    long status;
+    const unsigned char *body; /* valid until the next request */
+    size_t len;
+    long retry_after_s; /* -1 when absent */
+};
+
+/* One request. sign: add the Authorization header (a pinned key and a signer
+ * are needed). A 401 "clock" answer makes the client correct its offset from
+ * the server's time and try once more. */
+FS_WUR enum fs_rc sync_http_request(struct sync_http *h, const char *method, const char *target,
+                                    const void *body, size_t body_len, int sign,
+                                    struct sync_resp *out, struct fs_err *err);
+/* Whether anything reached the server since the client was made. */
+int sync_http_connected(const struct sync_http *h);
+
+/* Whether url is acceptable: https, or http to a loopback address. */
+FS_WUR enum fs_rc sync_url_check(const char *url, struct fs_err *err);
+
+/* The "error" code and "message" of a JSON error answer (into caller
+ * buffers), for messages to the user. */
+void sync_error_text(const struct sync_resp *r, char *code, size_t code_len, char *msg,
+                     size_t msg_len);
+
+/* ---- enrollment ---------------------------------------------------------------- */
+
+/* Enrolls the store with the server at url using token: checks the server's
+ * key against the token's fingerprint before the token is sent, pins it,
+ * stores server, project and role. Safe to repeat after a lost answer. */
+FS_WUR enum fs_rc sync_enroll(struct store *s, const char *url, const char *token,
+                              const char *cacert, struct fs_err *err);
+
+/* ---- push ------------------------------------------------------------------------ */
+
+typedef void (*sync_progress_cb)(void *ctx, uint64_t done, uint64_t total);
+
+struct sync_push_result {
+    uint64_t pushed;      /* entries the server newly stored or confirmed */
+    uint64_t server_have; /* the last receipt's have_seq */
+    int rolled_back;      /* the server reported less than it had receipted */
+};
+
+/* Pushes what the server lacks, in batches that adapt to the link, storing
+ * each verified receipt. warn receives loud one-line warnings (may be NULL). */
+FS_WUR enum fs_rc sync_push(struct store *s, struct sync_http *h, sync_progress_cb progress,
+                            void *pctx, void (*warn)(void *ctx, const char *line),
+                            struct sync_push_result *out, struct fs_err *err);
+
+/* Opens a client for the store's server with its pinned key and signer;
+ * FS_EAUTH when the store is not enrolled. */
+FS_WUR enum fs_rc sync_http_for_store(struct store *s, struct sync_http **out, struct fs_err *err);
+
+#endif

@@ -1,0 +1,374 @@
+/* The HTTP client on libcurl: one easy handle reused across requests, every
+ * answer capped, every failure sorted into "no connection", "retry" and
+ * "stop and tell someone". */
+#include <curl/curl.h>
+#include <inttypes.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "proto_auth.h"
+#include "proto_json.h"
+#include "sync.h"
+
+struct sync_http {
+    CURL *curl;
+    char *base; /* without a trailing slash */
+    char *cacert;
+    struct sync_http_opts o;
+    int pinned;
+    unsigned char server_pk[PROTO_KEY_BYTES];
+    unsigned char feed[PROTO_KEY_BYTES];
+    const unsigned char *sk;
+    int64_t clock_offset_s;
+    struct fs_buf answer;
+    long retry_after;
+    int connected;
+};
+
+static int curl_ready;
+
+static size_t
+on_body(char *p, size_t size, size_t n, void *ud)
+{
+    struct sync_http *h = ud;
+
+    if (fs_buf_add(&h->answer, p, size * n))
+        return 0; /* over the cap: curl stops with CURLE_WRITE_ERROR */
+    return size * n;
+}
+
+static size_t
+on_header(char *p, size_t size, size_t n, void *ud)
+{
+    struct sync_http *h = ud;
+    size_t len = size * n;
+
+    if (len > 12 && strncasecmp(p, "Retry-After:", 12) == 0) {
+        char tmp[32];
+        size_t k = len - 12 < sizeof tmp - 1 ? len - 12 : sizeof tmp - 1;
+
+        memcpy(tmp, p + 12, k);
+        tmp[k] = 0;
+        h->retry_after = strtol(tmp, NULL, 10);
+    }
+    return len;
+}
+
+/* Loopback hosts may be reached over plain http (tests, a local demo). */
+static int
+loopback_host(const char *host)
+{
+    return strcmp(host, "localhost") == 0 || strcmp(host, "[::1]") == 0 ||
+           strcmp(host, "::1") == 0 || strncmp(host, "127.", 4) == 0;
+}
+
+enum fs_rc
+sync_url_check(const char *url, struct fs_err *err)
+{
+    CURLU *u = curl_url();
+    char *scheme = NULL, *host = NULL;
+    enum fs_rc rc = FS_OK;
+
+    if (!u)
+        return fs_err_set(err, FS_ENOMEM, "out of memory");
+    if (strlen(url) > 2000 || curl_url_set(u, CURLUPART_URL, url, 0) != CURLUE_OK ||
+        curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK ||
+        curl_url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK) {
+        rc = fs_err_set(err, FS_EUSAGE, "the server URL is malformed");
+    } else if (strcmp(scheme, "https") != 0 &&
+               !(strcmp(scheme, "http") == 0 && loopback_host(host))) {
+        rc = fs_err_set(err, FS_EUSAGE,
+                        "the server URL must use https (plain http only to a loopback address)");
+    }
+    curl_free(scheme);
+    curl_free(host);
+    curl_url_cleanup(u);
+    return rc;
+}
+
+enum fs_rc
+sync_http_new(const char *base, const char *cacert, const struct sync_http_opts *opts,
+              struct sync_http **out, struct fs_err *err)
+{
+    struct sync_http *h;
+    size_t n;
+    enum fs_rc rc;
+
+    rc = sync_url_check(base, err);
+    if (rc)
+        return rc;
+    if (!curl_ready) {
+        if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
+            return fs_err_set(err, FS_EINTERNAL, "cannot initialise libcurl");
+        curl_ready = 1;
+    }
+    h = calloc(1, sizeof *h);
+    if (!h)
+        return fs_err_set(err, FS_ENOMEM, "out of memory");
+    h->base = strdup(base);
+    h->cacert = cacert ? strdup(cacert) : NULL;
+    h->curl = curl_easy_init();
+    if (!h->base || (cacert && !h->cacert) || !h->curl) {
+        sync_http_free(h);
+        return fs_err_set(err, FS_ENOMEM, "out of memory");
+    }
+    n = strlen(h->base);
+    while (n && h->base[n - 1] == '/')
+        h->base[--n] = 0;
+    h->o.connect_timeout_ms = 10000;
+    h->o.request_timeout_ms = 600000;
+    h->o.low_speed_bytes = 512;
+    h->o.low_speed_s = 30;
+    h->o.max_answer = PROTO_BATCH_MAX_BYTES + (1u << 20);
+    if (opts) {
+        if (opts->connect_timeout_ms)
+            h->o.connect_timeout_ms = opts->connect_timeout_ms;
+        if (opts->request_timeout_ms)
+            h->o.request_timeout_ms = opts->request_timeout_ms;
+        if (opts->low_speed_bytes)
+            h->o.low_speed_bytes = opts->low_speed_bytes;
+        if (opts->low_speed_s)
+            h->o.low_speed_s = opts->low_speed_s;
+        if (opts->max_answer)
+            h->o.max_answer = opts->max_answer;
+    }
+    fs_buf_init(&h->answer, h->o.max_answer);
+    *out = h;
+    return FS_OK;
+}
+
+void
+sync_http_free(struct sync_http *h)
+{
+    if (!h)
+        return;
+    if (h->curl)
+        curl_easy_cleanup(h->curl);
+    fs_buf_release(&h->answer);
+    free(h->base);
+    free(h->cacert);
+    free(h);
+}
+
+void
+sync_http_pin(struct sync_http *h, const unsigned char server_pk[PROTO_KEY_BYTES])
+{
+    memcpy(h->server_pk, server_pk, PROTO_KEY_BYTES);
+    h->pinned = 1;
+}
+
+void
+sync_http_signer(struct sync_http *h, const unsigned char feed[PROTO_KEY_BYTES],
+                 const unsigned char *sk)
+{
+    memcpy(h->feed, feed, PROTO_KEY_BYTES);
+    h->sk = sk;
+}
+
+void
+sync_http_clock_offset(struct sync_http *h, int64_t offset_s)
+{
+    h->clock_offset_s = offset_s;
+}
+
+int64_t
+sync_http_clock_offset_get(const struct sync_http *h)
+{
+    return h->clock_offset_s;
+}
+
+int
+sync_http_connected(const struct sync_http *h)
+{
+    return h->connected;
+}
+
+void
+sync_error_text(const struct sync_resp *r, char *code, size_t code_len, char *msg, size_t msg_len)
+{
+    json_t *j = NULL;
+    const char *c, *m;
+
+    snprintf(code, code_len, "http_%ld", r->status);
+    snprintf(msg, msg_len, "the server answered %ld", r->status);
+    if (proto_json_parse(r->body, r->len, &j, NULL) != FS_OK)
+        return;
+    c = json_string_value(json_object_get(j, "error"));
+    m = json_string_value(json_object_get(j, "message"));
+    if (c)
+        snprintf(code, code_len, "%s", c);
+    if (m) {
+        size_t i;
+
+        snprintf(msg, msg_len, "%s", m);
+        /* One line, whatever the server says. */
+        for (i = 0; msg[i]; i++)
+            if ((unsigned char)msg[i] < 0x20)
+                msg[i] = ' ';
+    }
+    json_decref(j);
+}
+
+/* Sorts a transport failure. */
+static enum fs_rc
+transport_error(struct sync_http *h, CURLcode cc, const char *errbuf, struct fs_err *err)
+{
+    long verify = 0, connect_us = 0;
+
+    curl_easy_getinfo(h->curl, CURLINFO_CONNECT_TIME_T, &connect_us);
+    switch (cc) {
+    case CURLE_COULDNT_RESOLVE_HOST:
+    case CURLE_COULDNT_RESOLVE_PROXY:
+    case CURLE_COULDNT_CONNECT:
+        return fs_err_set(err, FS_ENET,
+                          "cannot reach the server at %s; your records are safe here and will go "
+                          "when it answers",
+                          h->base);
+    case CURLE_PEER_FAILED_VERIFICATION:
+    case CURLE_SSL_CERTPROBLEM:
+    case CURLE_SSL_CACERT_BADFILE:
+        curl_easy_getinfo(h->curl, CURLINFO_SSL_VERIFYRESULT, &verify);
+        /* OpenSSL: 9 certificate is not yet valid, 10 certificate has expired. */
+        if (verify == 9 || verify == 10) {
+            char now[64];
+            time_t t = time(NULL);
+            struct tm tm;
+
+            gmtime_r(&t, &tm);
+            strftime(now, sizeof now, "%Y-%m-%d %H:%M UTC", &tm);
+            return fs_err_set(err, FS_EAGAIN,
+                              "this laptop's clock says %s, at which the server's certificate is "
+                              "%s; set the date and time right, then sync again",
+                              now, verify == 9 ? "not valid yet" : "no longer valid");
+        }
+        h->connected = 1;
+        return fs_err_set(err, FS_EPROTO,
+                          "the server's certificate cannot be verified (%s); check 'fieldsync "
+                          "config get cacert'",
+                          errbuf[0] ? errbuf : curl_easy_strerror(cc));
+    case CURLE_WRITE_ERROR:
+        h->connected = 1;
+        return fs_err_set(err, FS_EPROTO, "the server's answer is larger than %zu bytes",
+                          h->o.max_answer);
+    case CURLE_OPERATION_TIMEDOUT:
+        if (connect_us == 0)
+            return fs_err_set(err, FS_ENET,
+                              "the server at %s did not answer in time; your records are safe "
+                              "here and will go later",
+                              h->base);
+        h->connected = 1;
+        return fs_err_set(err, FS_EAGAIN, "the transfer timed out; it will be retried");
+    default:
+        if (connect_us)
+            h->connected = 1;
+        return fs_err_set(err, connect_us ? FS_EAGAIN : FS_ENET,
+                          "the connection to the server failed (%s); it will be retried",
+                          errbuf[0] ? errbuf : curl_easy_strerror(cc));
+    }
+}
+
+static enum fs_rc
+request_once(struct sync_http *h, const char *method, const char *target, const void *body,
+             size_t body_len, int sign, struct sync_resp *out, struct fs_err *err)
+{
+    struct curl_slist *hdrs = NULL;
+    char url[4096], auth[PROTO_AUTH_HEADER_MAX + 32], errbuf[CURL_ERROR_SIZE] = "";
+    CURLcode cc;
+    enum fs_rc rc = FS_OK;
+    int secure = strncmp(h->base, "https://", 8) == 0;
+
+    if (snprintf(url, sizeof url, "%s%s", h->base, target) >= (int)sizeof url)
+        return fs_err_set(err, FS_EINTERNAL, "URL too long");
+    curl_easy_reset(h->curl);
+    fs_buf_reset(&h->answer);
+    h->retry_after = -1;
+    curl_easy_setopt(h->curl, CURLOPT_URL, url);
+    curl_easy_setopt(h->curl, CURLOPT_PROTOCOLS_STR, secure ? "https" : "http");
+    curl_easy_setopt(h->curl, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(h->curl, CURLOPT_FOLLOWLOCATION, 0L);
+    curl_easy_setopt(h->curl, CURLOPT_CONNECTTIMEOUT_MS, h->o.connect_timeout_ms);
+    curl_easy_setopt(h->curl, CURLOPT_TIMEOUT_MS, h->o.request_timeout_ms);
+    curl_easy_setopt(h->curl, CURLOPT_LOW_SPEED_LIMIT, h->o.low_speed_bytes);
+    curl_easy_setopt(h->curl, CURLOPT_LOW_SPEED_TIME, h->o.low_speed_s);
+    curl_easy_setopt(h->curl, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)h->o.max_answer);
+    curl_easy_setopt(h->curl, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(h->curl, CURLOPT_WRITEDATA, h);
+    curl_easy_setopt(h->curl, CURLOPT_HEADERFUNCTION, on_header);
+    curl_easy_setopt(h->curl, CURLOPT_HEADERDATA, h);
+    curl_easy_setopt(h->curl, CURLOPT_ERRORBUFFER, errbuf);
+    curl_easy_setopt(h->curl, CURLOPT_USERAGENT, "fieldsync/" FS_VERSION);
+    if (h->cacert)
+        curl_easy_setopt(h->curl, CURLOPT_CAINFO, h->cacert);
+    hdrs = curl_slist_append(hdrs, "Expect:");
+    hdrs = curl_slist_append(hdrs, "Accept: application/json, application/octet-stream");
+    if (body) {
+        hdrs = curl_slist_append(hdrs, "Content-Type: application/octet-stream");
+        curl_easy_setopt(h->curl, CURLOPT_POSTFIELDS, body);
+        curl_easy_setopt(h->curl, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)body_len);
+    }
+    if (strcmp(method, "GET") != 0 && strcmp(method, "POST") != 0)
+        curl_easy_setopt(h->curl, CURLOPT_CUSTOMREQUEST, method);
+    else if (strcmp(method, "POST") == 0 && !body) {
+        curl_easy_setopt(h->curl, CURLOPT_POSTFIELDS, "");
+        curl_easy_setopt(h->curl, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)0);
+    }
+    if (sign) {
+        struct proto_req_auth a;
+        char value[PROTO_AUTH_HEADER_MAX];
+
+        if (!h->pinned || !h->sk) {
+            curl_slist_free_all(hdrs);
+            return fs_err_set(err, FS_EAUTH, "this device is not enrolled");
+        }
+        memcpy(a.feed, h->feed, PROTO_KEY_BYTES);
+        a.ts = (int64_t)time(NULL) + h->clock_offset_s;
+        randombytes_buf(a.nonce, sizeof a.nonce);
+        proto_req_sign(&a, method, target, body, body ? body_len : 0, h->server_pk, h->sk);
+        proto_req_auth_format(&a, value);
+        snprintf(auth, sizeof auth, "Authorization: %s", value);
+        hdrs = curl_slist_append(hdrs, auth);
+    }
+    if (!hdrs) {
+        return fs_err_set(err, FS_ENOMEM, "out of memory");
+    }
+    curl_easy_setopt(h->curl, CURLOPT_HTTPHEADER, hdrs);
+    cc = curl_easy_perform(h->curl);
+    curl_slist_free_all(hdrs);
+    if (cc != CURLE_OK)
+        return transport_error(h, cc, errbuf, err);
+    h->connected = 1;
+    curl_easy_getinfo(h->curl, CURLINFO_RESPONSE_CODE, &out->status);
+    out->body = h->answer.data ? h->answer.data : (const unsigned char *)"";
+    out->len = h->answer.len;
+    out->retry_after_s = h->retry_after;
+    return rc;
+}
+
+enum fs_rc
+sync_http_request(struct sync_http *h, const char *method, const char *target, const void *body,
+                  size_t body_len, int sign, struct sync_resp *out, struct fs_err *err)
+{
+    enum fs_rc rc;
+    json_t *j = NULL;
+
+    memset(out, 0, sizeof *out);
+    rc = request_once(h, method, target, body, body_len, sign, out, err);
+    if (rc || !sign || out->status != 401)
+        return rc;
+    /* A wrong clock: learn the offset from the server's time and retry once. */
+    if (proto_json_parse(out->body, out->len, &j, NULL) == FS_OK) {
+        const char *code = json_string_value(json_object_get(j, "error"));
+        json_t *st = json_object_get(j, "server_time");
+
+        if (code && strcmp(code, "clock") == 0 && json_is_integer(st)) {
+            h->clock_offset_s = (int64_t)json_integer_value(st) - (int64_t)time(NULL);
+            json_decref(j);
+            return request_once(h, method, target, body, body_len, sign, out, err);
+        }
+        json_decref(j);
+    }
+    return FS_OK;
+}
