@@ -1,0 +1,221 @@
+/* fstool: crafts batches for the end-to-end tests of the server's refusals:
+ * valid pushes built from a store, and the same with one thing broken under a
+ * valid batch signature. Test code only; never installed. */
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <zlib.h>
+
+#include "proto_batch.h"
+#include "proto_entry.h"
+#include "store.h"
+
+struct collect {
+    struct fs_buf entries, sigs, contents;
+    size_t n;
+    size_t *elen, *clen;
+    unsigned char last_hash[PROTO_HASH_BYTES];
+    uint64_t last_seq;
+};
+
+static int
+collect(void *ctx, const struct store_entry_row *e)
+{
+    struct collect *c = ctx;
+    size_t *ne = realloc(c->elen, (c->n + 1) * sizeof *ne), *nc;
+
+    if (!ne)
+        return 1;
+    c->elen = ne;
+    nc = realloc(c->clen, (c->n + 1) * sizeof *nc);
+    if (!nc)
+        return 1;
+    c->clen = nc;
+    if (fs_buf_add(&c->entries, e->entry, e->entry_len) ||
+        fs_buf_add(&c->sigs, e->sig, PROTO_SIG_BYTES) ||
+        fs_buf_add(&c->contents, e->content ? (const void *)e->content : "", e->content_len))
+        return 1;
+    c->elen[c->n] = e->entry_len;
+    c->clen[c->n] = e->content_len;
+    memcpy(c->last_hash, e->hash, PROTO_HASH_BYTES);
+    c->last_seq = e->seq;
+    c->n++;
+    return 0;
+}
+
+static int
+write_out(const char *path, const struct fs_buf *b)
+{
+    FILE *f = fopen(path, "wb");
+
+    if (!f || fwrite(b->data, 1, b->len, f) != b->len || fclose(f) != 0) {
+        fprintf(stderr, "fstool: cannot write %s\n", path);
+        return 1;
+    }
+    return 0;
+}
+
+/* batch HOME FROM TO OUT [MODE K]: MODE is one of
+ *   ok | break-sig K | break-content K | stranger | bomb */
+int
+main(int argc, char **argv)
+{
+    struct store *s = NULL;
+    struct fs_err err = {{0}};
+    struct collect c;
+    struct proto_batch_enc *enc = NULL;
+    struct proto_batch_header h;
+    struct fs_buf out;
+    unsigned char pk[PROTO_KEY_BYTES], sk[PROTO_SECRET_BYTES];
+    const char *mode = argc > 5 ? argv[5] : "ok";
+    size_t k = argc > 6 ? strtoul(argv[6], NULL, 10) : 0, i, eo = 0, co = 0;
+    uint64_t from, to;
+
+    if (argc < 5 || proto_init()) {
+        fprintf(stderr, "usage: fstool HOME FROM TO OUT [ok|break-sig K|break-content K|"
+                        "stranger|bomb]\n");
+        return 64;
+    }
+    from = strtoull(argv[2], NULL, 10);
+    to = strtoull(argv[3], NULL, 10);
+    memset(&c, 0, sizeof c);
+    fs_buf_init(&c.entries, 1u << 30);
+    fs_buf_init(&c.sigs, 1u << 30);
+    fs_buf_init(&c.contents, 1u << 30);
+    fs_buf_init(&out, PROTO_BATCH_MAX_BYTES * 2);
+    memset(&h, 0, sizeof h);
+    h.purpose = PROTO_PURPOSE_PUSH;
+    h.has_feed = 1;
+    proto_time_format_ms(store_now_ms(), h.created);
+
+    if (strcmp(mode, "stranger") == 0) {
+        /* A one-entry feed of a key that never enrolled. */
+        struct proto_entry e;
+        struct fs_buf eb;
+        unsigned char sig[PROTO_SIG_BYTES];
+        const char *content = "{\"kind\":\"interview\",\"observed_at\":\"2026-11-28T09:30:00Z\"}";
+
+        proto_keypair(pk, sk);
+        memset(&e, 0, sizeof e);
+        memcpy(e.feed, pk, sizeof pk);
+        e.seq = 1;
+        proto_time_format_ms(store_now_ms(), e.at);
+        e.op = PROTO_OP_PUT;
+        proto_uuid7_new(store_now_ms(), e.record_id);
+        e.gen = 1;
+        e.has_content = 1;
+        e.enc = PROTO_ENC_JSON;
+        e.content_len = strlen(content);
+        proto_hash(content, strlen(content), e.content_hash);
+        fs_buf_init(&eb, PROTO_ENTRY_MAX_BYTES);
+        if (proto_entry_encode(&e, &eb) || proto_batch_enc_new(1, &enc))
+            return 70;
+        proto_entry_sign(eb.data, eb.len, sk, sig);
+        if (proto_batch_enc_add(enc, eb.data, eb.len, sig, content, strlen(content)))
+            return 70;
+        memcpy(h.feed, pk, sizeof pk);
+        h.from = h.to = 1;
+        proto_entry_hash(eb.data, eb.len, sig, h.to_hash);
+        fs_buf_release(&eb);
+        if (proto_batch_enc_finish(enc, &h, pk, sk, &out))
+            return 70;
+        proto_batch_enc_free(enc);
+        return write_out(argv[4], &out);
+    }
+
+    if (store_open(argv[1], &s, &err)) {
+        fprintf(stderr, "fstool: %s\n", err.msg);
+        return 65;
+    }
+    memcpy(pk, store_feed(s), sizeof pk);
+    memcpy(sk, store_secret(s), sizeof sk);
+    if (store_feed_entries(s, pk, from, to, collect, &c, &err) || c.n == 0) {
+        fprintf(stderr, "fstool: no entries %llu..%llu\n", (unsigned long long)from,
+                (unsigned long long)to);
+        return 65;
+    }
+    memcpy(h.feed, pk, sizeof pk);
+    h.from = from;
+    h.to = c.last_seq;
+    memcpy(h.to_hash, c.last_hash, sizeof h.to_hash);
+
+    if (strcmp(mode, "bomb") == 0) {
+        /* A correctly signed batch whose payload inflates to 1 GiB of zeros
+         * while its header claims the real frames' length. */
+        unsigned char zeros[65536];
+        z_stream zs;
+        struct fs_buf z;
+        size_t left = 1u << 30;
+        unsigned char fixed[8] = {'F', 'S', 'B', '1', 1, 0, 0, 0}, d[PROTO_HASH_BYTES],
+                      sig[PROTO_SIG_BYTES];
+        char hdr[1024];
+        int n;
+
+        memset(zeros, 0, sizeof zeros);
+        memset(&zs, 0, sizeof zs);
+        fs_buf_init(&z, 16u << 20);
+        if (deflateInit(&zs, 9) != Z_OK)
+            return 70;
+        while (left) {
+            size_t chunk = left < sizeof zeros ? left : sizeof zeros;
+            unsigned char outb[65536];
+
+            left -= chunk;
+            zs.next_in = zeros;
+            zs.avail_in = (uInt)chunk;
+            do {
+                zs.next_out = outb;
+                zs.avail_out = sizeof outb;
+                deflate(&zs, left ? Z_NO_FLUSH : Z_FINISH);
+                if (fs_buf_add(&z, outb, sizeof outb - zs.avail_out))
+                    return 70;
+            } while (zs.avail_out == 0);
+        }
+        deflateEnd(&zs);
+        {
+            char fh[65], th[65];
+
+            proto_hex_encode(h.feed, 32, fh);
+            proto_hex_encode(h.to_hash, 32, th);
+            n = snprintf(hdr, sizeof hdr,
+                         "{\"purpose\":\"push\",\"feed\":\"%s\",\"from\":%llu,\"to\":%llu,"
+                         "\"to_hash\":\"%s\",\"count\":%zu,\"raw_len\":%u,\"created\":\"%s\"}",
+                         fh, (unsigned long long)h.from, (unsigned long long)h.to, th, c.n,
+                         1u << 20, h.created);
+        }
+        if (fs_buf_add(&out, fixed, 8) || fs_buf_add(&out, pk, 32) ||
+            fs_buf_add_u32be(&out, (uint32_t)n) || fs_buf_add(&out, hdr, (size_t)n) ||
+            fs_buf_add_u32be(&out, (uint32_t)z.len) || fs_buf_add(&out, z.data, z.len))
+            return 70;
+        proto_hash(out.data, out.len, d);
+        proto_sign_tagged(PROTO_TAG_BATCH, d, sizeof d, sk, sig);
+        if (fs_buf_add(&out, sig, sizeof sig))
+            return 70;
+        fs_buf_release(&z);
+        store_close(s);
+        return write_out(argv[4], &out);
+    }
+
+    if (proto_batch_enc_new(1, &enc))
+        return 70;
+    for (i = 0; i < c.n; i++) {
+        unsigned char *ep = c.entries.data + eo, *sp = c.sigs.data + i * PROTO_SIG_BYTES;
+        unsigned char *cp = c.contents.data + co;
+
+        if (i == k && strcmp(mode, "break-sig") == 0)
+            sp[5] ^= 0x01;
+        if (i == k && strcmp(mode, "break-content") == 0 && c.clen[i] > 10)
+            cp[c.clen[i] - 3] ^= 0x01;
+        if (proto_batch_enc_add(enc, ep, c.elen[i], sp, cp, c.clen[i]))
+            return 70;
+        eo += c.elen[i];
+        co += c.clen[i];
+    }
+    if (proto_batch_enc_finish(enc, &h, pk, sk, &out))
+        return 70;
+    proto_batch_enc_free(enc);
+    store_close(s);
+    sodium_memzero(sk, sizeof sk);
+    return write_out(argv[4], &out);
+}
