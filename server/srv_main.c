@@ -292,7 +292,7 @@ open_srv(struct srv *s, const struct opts *o, struct fs_err *err)
 static int
 cmd_init(const struct opts *o)
 {
-    const struct srv_db_ops *ops;
+    const struct srv_db_ops *ops = NULL;
     struct srv_db *db = NULL;
     struct fs_err err = {{0}};
     unsigned char *seed = sodium_malloc(PROTO_SEED_BYTES), pk[PROTO_KEY_BYTES];

@@ -151,7 +151,7 @@ sync_push(struct store *s, struct sync_http *h, sync_progress_cb progress, void 
     unsigned char head[PROTO_HASH_BYTES], server_pk[PROTO_KEY_BYTES];
     char target[160], feed_hex[2 * PROTO_KEY_BYTES + 1], *pinned = NULL, msg[300], code[64];
     uint64_t have = 0, next, start_have;
-    size_t max_entries, max_bytes, want_entries;
+    size_t max_entries = 0, max_bytes = 0, want_entries = 0;
     int has_head, cuts = 0, rounds = 0;
     enum fs_rc rc;
 
@@ -345,7 +345,7 @@ sync_push(struct store *s, struct sync_http *h, sync_progress_cb progress, void 
     }
     rc = FS_OK;
 out:
-    if (rc == FS_OK || sync_http_connected(h)) {
+    if (want_entries && (rc == FS_OK || sync_http_connected(h))) {
         char n[32];
 
         snprintf(n, sizeof n, "%zu", want_entries);

@@ -44,16 +44,28 @@ collect(void *ctx, const struct store_entry_row *e)
     return 0;
 }
 
+static struct collect *to_free;
+
+/* Writes the batch and releases everything the tool holds. */
 static int
-write_out(const char *path, const struct fs_buf *b)
+write_out(const char *path, struct fs_buf *b)
 {
     FILE *f = fopen(path, "wb");
+    int rc = 0;
 
     if (!f || fwrite(b->data, 1, b->len, f) != b->len || fclose(f) != 0) {
         fprintf(stderr, "fstool: cannot write %s\n", path);
-        return 1;
+        rc = 1;
     }
-    return 0;
+    fs_buf_release(b);
+    if (to_free) {
+        fs_buf_release(&to_free->entries);
+        fs_buf_release(&to_free->sigs);
+        fs_buf_release(&to_free->contents);
+        free(to_free->elen);
+        free(to_free->clen);
+    }
+    return rc;
 }
 
 /* batch HOME FROM TO OUT [MODE K]: MODE is one of
@@ -80,6 +92,7 @@ main(int argc, char **argv)
     from = strtoull(argv[2], NULL, 10);
     to = strtoull(argv[3], NULL, 10);
     memset(&c, 0, sizeof c);
+    to_free = &c;
     fs_buf_init(&c.entries, 1u << 30);
     fs_buf_init(&c.sigs, 1u << 30);
     fs_buf_init(&c.contents, 1u << 30);
