@@ -288,6 +288,77 @@ class SyncTest(TempTestCase):
         self.assertGreaterEqual(self.server.metrics()['fieldsync_refused_total{reason="clock"}'], 1)
 
 
+class AdminAndAuthTest(TempTestCase):
+    def setUp(self):
+        super().setUp()
+        self.server = Server(self.tmp).start()
+
+    def tearDown(self):
+        self.server.stop()
+        super().tearDown()
+
+    def test_signed_request_cannot_be_replayed(self):
+        dev = enrolled_device(self.tmp, self.server)
+        target = "/v1/feeds/%s/head" % feed_of(dev)
+        auth = os.path.join(self.tmp, "auth.txt")
+        subprocess.run([FSTOOL, dev.home, "0", "0", auth, "auth", self.server.key, target],
+                       check=True)
+        with open(auth) as f:
+            header = f.read()
+        status, _ = self.server.request("GET", target, headers={"Authorization": header})
+        self.assertEqual(status, 200)
+        status, ans = self.server.request("GET", target, headers={"Authorization": header})
+        self.assertEqual(status, 401, ans)
+        self.assertEqual(json.loads(ans)["error"], "replay")
+        # A signature for another path does not open this one.
+        subprocess.run([FSTOOL, dev.home, "0", "0", auth, "auth", self.server.key,
+                        "/v1/feeds/%s/head" % ("ab" * 32)], check=True)
+        with open(auth) as f:
+            header = f.read()
+        status, _ = self.server.request("GET", target, headers={"Authorization": header})
+        self.assertEqual(status, 401)
+        status, _ = self.server.request("GET", target)
+        self.assertEqual(status, 401)
+
+    def test_admin_commands_refuse_another_user(self):
+        if os.geteuid() != 0:
+            self.skipTest("needs root to hand the folder to another user")
+        self.server.stop()
+        os.chown(self.server.data, 65534, 65534)
+        try:
+            for args in (["token", "create", "--project", "p", "--role", "researcher"],
+                         ["device", "list"], ["check"], ["init"]):
+                p = self.server.admin(*args, check=False)
+                self.assertEqual(p.returncode, 64, p.err)
+                self.assertIn("run this as that user", p.err)
+        finally:
+            os.chown(self.server.data, 0, 0)
+        self.server.start()
+
+    def test_chunked_body_over_the_limit_is_cut(self):
+        s = socket.create_connection(("127.0.0.1", self.server.port), timeout=10)
+        s.sendall(b"POST /v1/enroll HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n")
+        chunk = b"x" * 8192
+        sent = 0
+        closed = False
+        try:
+            while sent < 1 << 20:
+                s.sendall(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+                sent += len(chunk)
+        except OSError:
+            closed = True
+        if not closed:
+            s.settimeout(5)
+            try:
+                closed = s.recv(100) == b""
+            except OSError:
+                closed = True
+        s.close()
+        self.assertTrue(closed)
+        self.assertLess(self.server.metrics()["fieldsync_bytes_in_total"], 200 * 1024)
+        self.assertTrue(self.server.health_ok())
+
+
 class CutTest(TempTestCase):
     """Exactly once through a proxy that cuts connections at random bytes."""
 
@@ -433,6 +504,35 @@ class HostileHttpTest(TempTestCase):
 
 
 class TlsTest(TempTestCase):
+    def make_cert(self, shift=None, days="2"):
+        cert = os.path.join(self.tmp, "cert.pem")
+        key = os.path.join(self.tmp, "key.pem")
+        cmd = ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+               "ec_paramgen_curve:P-256", "-nodes", "-keyout", key, "-out", cert,
+               "-days", days, "-subj", "/CN=127.0.0.1",
+               "-addext", "subjectAltName=IP:127.0.0.1"]
+        if shift:
+            cmd = ["faketime", "-f", shift] + cmd
+        subprocess.run(cmd, check=True, capture_output=True)
+        return cert, key
+
+    def test_certificate_dates_speak_of_the_clock(self):
+        # A certificate that only becomes valid in two days.
+        cert, key = self.make_cert(shift="+2d", days="3")
+        server = Server(self.tmp, extra=["--tls-cert", cert, "--tls-key", key])
+        server.scheme = "https"
+        server.start()
+        try:
+            dev = Device(self.tmp)
+            dev.init()
+            p = dev.run("enroll", server.url, "--token-file", "-", "--cacert", cert,
+                        input=server.token())
+            self.assertOneLineError(p, 75)
+            self.assertIn("clock", p.err)
+            self.assertNotIn("SSL", p.err)
+        finally:
+            server.stop()
+
     def test_sync_over_tls(self):
         cert = os.path.join(self.tmp, "cert.pem")
         key = os.path.join(self.tmp, "key.pem")

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <zlib.h>
 
+#include "proto_auth.h"
 #include "proto_batch.h"
 #include "proto_entry.h"
 #include "store.h"
@@ -143,6 +144,29 @@ main(int argc, char **argv)
     }
     memcpy(pk, store_feed(s), sizeof pk);
     memcpy(sk, store_secret(s), sizeof sk);
+    if (strcmp(mode, "auth") == 0 && argc > 7) {
+        /* A signed Authorization value for GET TARGET, to replay by hand. */
+        struct proto_req_auth a;
+        unsigned char spk[PROTO_KEY_BYTES];
+        char value[PROTO_AUTH_HEADER_MAX];
+        FILE *f;
+
+        if (proto_hex_decode(argv[6], strlen(argv[6]), spk, sizeof spk))
+            return 64;
+        memcpy(a.feed, pk, sizeof pk);
+        a.ts = store_now_ms() / 1000;
+        randombytes_buf(a.nonce, sizeof a.nonce);
+        proto_req_sign(&a, "GET", argv[7], NULL, 0, spk, sk);
+        proto_req_auth_format(&a, value);
+        f = fopen(argv[4], "w");
+        if (!f || fputs(value, f) < 0 || fclose(f) != 0)
+            return 74;
+        store_close(s);
+        sodium_memzero(sk, sizeof sk);
+        fs_buf_release(&out);
+        write_out("/dev/null", &out);
+        return 0;
+    }
     if (store_feed_entries(s, pk, from, to, collect, &c, &err) || c.n == 0) {
         fprintf(stderr, "fstool: no entries %llu..%llu\n", (unsigned long long)from,
                 (unsigned long long)to);
