@@ -315,11 +315,19 @@ proto_uuid_check(const char *s, size_t len)
 void
 proto_double_shortest(double v, char out[32])
 {
+    char whole[32];
     int prec;
 
     for (prec = 1; prec <= 17; prec++) {
         snprintf(out, 32, "%.*g", prec, v);
         if (strtod(out, NULL) == v)
-            return;
+            break;
+    }
+    /* %g writes 120 as "1.2e+02". A positive exponent means v is a whole
+     * number, which "%.0f" writes exactly; keep it when it is not longer. */
+    if (strstr(out, "e+") && v > -1e17 && v < 1e17) {
+        snprintf(whole, sizeof whole, "%.0f", v);
+        if (strlen(whole) <= strlen(out))
+            memcpy(out, whole, strlen(whole) + 1);
     }
 }

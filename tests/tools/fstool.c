@@ -54,7 +54,7 @@ write_out(const char *path, struct fs_buf *b)
     FILE *f = fopen(path, "wb");
     int rc = 0;
 
-    if (!f || fwrite(b->data, 1, b->len, f) != b->len || fclose(f) != 0) {
+    if (!f || (b->len && fwrite(b->data, 1, b->len, f) != b->len) || fclose(f) != 0) {
         fprintf(stderr, "fstool: cannot write %s\n", path);
         rc = 1;
     }
@@ -163,7 +163,7 @@ main(int argc, char **argv)
             return 74;
         store_close(s);
         sodium_memzero(sk, sizeof sk);
-        fs_buf_release(&out);
+        out.len = 0;
         write_out("/dev/null", &out);
         return 0;
     }
