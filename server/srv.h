@@ -108,7 +108,7 @@ struct srv_req {
     const unsigned char *body;
     size_t body_len;
     const char *authorization; /* header or NULL */
-    const char *query_from, *query_limit, *query_since;
+    const char *query_from, *query_limit, *query_since, *query_kind, *query_excel;
 };
 
 /* An answer: status, a JSON or binary body (owned), headers. */
@@ -117,6 +117,7 @@ struct srv_resp {
     struct fs_buf body;
     const char *content_type;
     char retry_after[16];
+    char cursor[24]; /* X-Fieldsync-Cursor, for corrections */
     int64_t started_ms;
 };
 

@@ -503,13 +503,455 @@ out:
     fs_buf_release(&raw);
 }
 
+/* A decimal query parameter within [min, max]; def when absent; -1 when bad. */
+static int
+query_u64(const char *v, uint64_t min, uint64_t max, uint64_t def, uint64_t *out)
+{
+    uint64_t n = 0;
+
+    if (!v) {
+        *out = def;
+        return 0;
+    }
+    if (!*v || strlen(v) > 16)
+        return -1;
+    for (; *v; v++) {
+        if (*v < '0' || *v > '9')
+            return -1;
+        n = n * 10 + (uint64_t)(*v - '0');
+    }
+    if (n < min || n > max)
+        return -1;
+    *out = n;
+    return 0;
+}
+
+#define PULL_MAX_ENTRIES 5000
+#define PULL_MAX_RAW     (8u << 20)
+
+struct pull_fill {
+    struct proto_batch_enc *enc;
+    uint64_t last_seq;
+    unsigned char last_hash[PROTO_HASH_BYTES];
+    enum fs_rc rc;
+};
+
+static int
+pull_one(void *ctx, uint64_t seq, const unsigned char *hash, const unsigned char *entry,
+         size_t entry_len, const unsigned char *sig, const unsigned char *content,
+         size_t content_len)
+{
+    struct pull_fill *pf = ctx;
+
+    if (proto_batch_enc_count(pf->enc) && proto_batch_enc_raw_len(pf->enc) >= PULL_MAX_RAW)
+        return 1;
+    pf->rc = proto_batch_enc_add(pf->enc, entry, entry_len, sig, content, content_len);
+    if (pf->rc)
+        return 1;
+    pf->last_seq = seq;
+    memcpy(pf->last_hash, hash, PROTO_HASH_BYTES);
+    return 0;
+}
+
+/* GET /v1/feeds/{feed}/entries?from=N&limit=M: a server-signed batch. */
+static void
+pull_entries(struct srv *s, struct srv_db *db, const struct srv_req *rq,
+             const unsigned char feed[PROTO_KEY_BYTES], struct srv_resp *rs)
+{
+    struct srv_feed caller, f;
+    struct pull_fill pf;
+    struct proto_batch_header h;
+    struct fs_err err;
+    uint64_t from, limit, to;
+    enum fs_rc rc;
+
+    if (authenticate(s, db, rq, &caller, rs))
+        return;
+    rc = s->ops->feed_get(db, feed, &f, &err);
+    if (rc == FS_ENOTFOUND || (rc == FS_OK && !may_read(&caller, &f))) {
+        srv_resp_error(s, rs, rc == FS_OK ? 403 : 404, rc == FS_OK ? "forbidden" : "not_found",
+                       "only the feed itself and its project's coordinators may read it");
+        return;
+    }
+    if (rc) {
+        storage_error(s, rs, rc, &err);
+        return;
+    }
+    if (query_u64(rq->query_from, 1, PROTO_MAX_SAFE_INT, 1, &from) ||
+        query_u64(rq->query_limit, 1, PULL_MAX_ENTRIES, 1000, &limit)) {
+        srv_resp_error(s, rs, 400, "malformed", "from and limit must be positive integers");
+        return;
+    }
+    if (from > f.have_seq) {
+        rs->status = 204;
+        rs->content_type = "application/octet-stream";
+        return;
+    }
+    to = from + limit - 1 < f.have_seq ? from + limit - 1 : f.have_seq;
+    memset(&pf, 0, sizeof pf);
+    if (proto_batch_enc_new(1, &pf.enc)) {
+        srv_resp_error(s, rs, 503, "unavailable", "out of memory");
+        return;
+    }
+    rc = s->ops->entries_each(db, feed, from, to, pull_one, &pf, &err);
+    if (!rc && pf.rc)
+        rc = fs_err_set(&err, pf.rc, "cannot build a batch");
+    if (rc) {
+        proto_batch_enc_free(pf.enc);
+        storage_error(s, rs, rc, &err);
+        return;
+    }
+    memset(&h, 0, sizeof h);
+    h.purpose = PROTO_PURPOSE_PULL;
+    h.has_feed = 1;
+    memcpy(h.feed, feed, PROTO_KEY_BYTES);
+    h.from = from;
+    h.to = pf.last_seq;
+    memcpy(h.to_hash, pf.last_hash, PROTO_HASH_BYTES);
+    proto_time_format_ms(srv_now_ms(), h.created);
+    rs->status = 200;
+    rs->content_type = "application/octet-stream";
+    if (proto_batch_enc_count(pf.enc) == 0 ||
+        proto_batch_enc_finish(pf.enc, &h, s->pk, s->sk, &rs->body))
+        srv_resp_error(s, rs, 500, "internal", "cannot build the batch");
+    proto_batch_enc_free(pf.enc);
+}
+
+struct corr_fill {
+    struct proto_batch_enc *enc;
+    uint64_t last_n;
+    enum fs_rc rc;
+};
+
+static int
+corr_one(void *ctx, uint64_t n, const unsigned char *feed, uint64_t seq, const unsigned char *hash,
+         const unsigned char *entry, size_t entry_len, const unsigned char *sig,
+         const unsigned char *content, size_t content_len)
+{
+    struct corr_fill *cf = ctx;
+
+    (void)feed;
+    (void)seq;
+    (void)hash;
+    if (proto_batch_enc_count(cf->enc) && proto_batch_enc_raw_len(cf->enc) >= PULL_MAX_RAW)
+        return 1;
+    cf->rc = proto_batch_enc_add(cf->enc, entry, entry_len, sig, content, content_len);
+    if (cf->rc)
+        return 1;
+    cf->last_n = n;
+    return 0;
+}
+
+/* GET /v1/feeds/{feed}/corrections?since=N: coordinators' revisions of the
+ * records this feed owns, as a server-signed multi-feed batch; the cursor
+ * for the next call in X-Fieldsync-Cursor. */
+static void
+corrections(struct srv *s, struct srv_db *db, const struct srv_req *rq,
+            const unsigned char feed[PROTO_KEY_BYTES], struct srv_resp *rs)
+{
+    struct srv_feed caller;
+    struct corr_fill cf;
+    struct proto_batch_header h;
+    struct fs_err err;
+    uint64_t since;
+    enum fs_rc rc;
+
+    if (authenticate(s, db, rq, &caller, rs))
+        return;
+    if (memcmp(caller.feed, feed, PROTO_KEY_BYTES) != 0) {
+        srv_resp_error(s, rs, 403, "forbidden", "only a feed itself reads its corrections");
+        return;
+    }
+    if (query_u64(rq->query_since, 0, PROTO_MAX_SAFE_INT, 0, &since)) {
+        srv_resp_error(s, rs, 400, "malformed", "since must be an integer");
+        return;
+    }
+    memset(&cf, 0, sizeof cf);
+    cf.last_n = since;
+    if (proto_batch_enc_new(1, &cf.enc)) {
+        srv_resp_error(s, rs, 503, "unavailable", "out of memory");
+        return;
+    }
+    rc = s->ops->corrections_each(db, feed, since, PULL_MAX_ENTRIES, corr_one, &cf, &err);
+    if (!rc && cf.rc)
+        rc = fs_err_set(&err, cf.rc, "cannot build a batch");
+    if (rc) {
+        proto_batch_enc_free(cf.enc);
+        storage_error(s, rs, rc, &err);
+        return;
+    }
+    snprintf(rs->cursor, sizeof rs->cursor, "%" PRIu64, cf.last_n);
+    if (proto_batch_enc_count(cf.enc) == 0) {
+        proto_batch_enc_free(cf.enc);
+        rs->status = 204;
+        rs->content_type = "application/octet-stream";
+        return;
+    }
+    memset(&h, 0, sizeof h);
+    h.purpose = PROTO_PURPOSE_PULL;
+    proto_time_format_ms(srv_now_ms(), h.created);
+    rs->status = 200;
+    rs->content_type = "application/octet-stream";
+    if (proto_batch_enc_finish(cf.enc, &h, s->pk, s->sk, &rs->body))
+        srv_resp_error(s, rs, 500, "internal", "cannot build the batch");
+    proto_batch_enc_free(cf.enc);
+}
+
+struct listing {
+    struct fs_buf *j;
+    int first;
+    enum fs_rc rc;
+};
+
+static int
+listing_one(void *ctx, const struct srv_feed *f)
+{
+    struct listing *l = ctx;
+    struct fs_buf *j = l->j;
+    char last[PROTO_TIME_MAX_LEN], enrolled[PROTO_TIME_MAX_LEN];
+
+    proto_time_format_ms(f->last_contact_ms, last);
+    proto_time_format_ms(f->enrolled_ms, enrolled);
+    l->rc = fs_buf_adds(j, l->first ? "{\"feed\":" : ",{\"feed\":");
+    l->first = 0;
+    if (!l->rc)
+        l->rc = proto_jw_hex(j, f->feed, PROTO_KEY_BYTES);
+    if (!l->rc)
+        l->rc = fs_buf_adds(j, ",\"name\":");
+    if (!l->rc)
+        l->rc = proto_jw_str(j, f->name, strlen(f->name));
+    if (!l->rc)
+        l->rc = fs_buf_printf(j, ",\"role\":\"%s\",\"have_seq\":%" PRIu64 ",\"head\":",
+                              srv_role_name(f->role), f->have_seq);
+    if (!l->rc)
+        l->rc = f->has_head ? proto_jw_hex(j, f->head, PROTO_HASH_BYTES) : fs_buf_adds(j, "null");
+    if (!l->rc)
+        l->rc = fs_buf_printf(
+            j,
+            ",\"receipt_seq\":%" PRIu64 ",\"attested_seq\":%" PRIu64
+            ",\"last_contact\":\"%s\",\"enrolled\":\"%s\",\"fork\":%s,\"fork_seq\":%" PRIu64
+            ",\"contested\":%s,\"revoked\":%s,\"accept_through\":%" PRIu64 "}",
+            f->receipt_seq, f->attested_seq, last, enrolled,
+            (f->flags & SRV_FLAG_FORK) ? "true" : "false", f->fork_seq,
+            (f->flags & SRV_FLAG_CONTESTED) ? "true" : "false", f->revoked ? "true" : "false",
+            f->accept_through);
+    return l->rc != FS_OK;
+}
+
+static void
+feeds_listing(struct srv *s, struct srv_db *db, const char *project, struct srv_resp *rs)
+{
+    struct fs_buf j;
+    struct listing l;
+    struct fs_err err;
+    char at[PROTO_TIME_MAX_LEN];
+    enum fs_rc rc;
+
+    fs_buf_init(&j, 32u << 20);
+    proto_time_format_ms(srv_now_ms(), at);
+    l.j = &j;
+    l.first = 1;
+    l.rc = FS_OK;
+    rc = fs_buf_printf(&j, "{\"project\":\"%s\",\"at\":\"%s\",\"feeds\":[", project, at);
+    if (!rc)
+        rc = s->ops->feed_list(db, project, listing_one, &l, &err);
+    if (!rc && l.rc)
+        rc = fs_err_set(&err, l.rc, "the listing is too large");
+    if (!rc)
+        rc = fs_buf_adds(&j, "]}");
+    if (rc) {
+        fs_buf_release(&j);
+        storage_error(s, rs, rc, &err);
+        return;
+    }
+    json_ok(rs);
+    if (proto_signed_wrap(PROTO_TAG_FEEDS, (const char *)j.data, j.len, s->sk, &rs->body))
+        srv_resp_error(s, rs, 500, "internal", "out of memory");
+    fs_buf_release(&j);
+}
+
+/* POST /v1/projects/{p}/tokens {"role":"researcher","name":N,"ttl_s":S} */
+static void
+project_token(struct srv *s, struct srv_db *db, const struct srv_req *rq, const char *project,
+              struct srv_resp *rs)
+{
+    static const char *const keys[] = {"role", "name", "ttl_s", NULL};
+    static const char *const req[] = {"role", NULL};
+    struct srv_token t;
+    struct fs_err err;
+    json_t *j = NULL, *v;
+    unsigned char h[PROTO_HASH_BYTES];
+    char token[PROTO_TOKEN_LEN + 1], exp[PROTO_TIME_MAX_LEN];
+    uint64_t ttl = 7 * 86400;
+    enum fs_rc rc;
+
+    memset(&t, 0, sizeof t);
+    if (proto_json_parse(rq->body, rq->body_len, &j, &err) ||
+        proto_json_keys(j, keys, req, "token request", &err)) {
+        json_decref(j);
+        srv_resp_error(s, rs, 400, "malformed", err.msg);
+        return;
+    }
+    v = json_object_get(j, "role");
+    if (!json_is_string(v) || strcmp(json_string_value(v), "researcher") != 0) {
+        json_decref(j);
+        srv_resp_error(s, rs, 403, "forbidden",
+                       "coordinators create researcher tokens; coordinator tokens come from the "
+                       "server's operator");
+        return;
+    }
+    t.role = SRV_ROLE_RESEARCHER;
+    v = json_object_get(j, "name");
+    if (v && (!json_is_string(v) || !proto_name_valid(json_string_value(v)))) {
+        json_decref(j);
+        srv_resp_error(s, rs, 400, "malformed", "the name must be 1-512 bytes of text");
+        return;
+    }
+    snprintf(t.name, sizeof t.name, "%s", v ? json_string_value(v) : "unnamed device");
+    v = json_object_get(j, "ttl_s");
+    if (v && (proto_json_uint(v, 60, &ttl) || ttl > 90 * 86400)) {
+        json_decref(j);
+        srv_resp_error(s, rs, 400, "malformed", "ttl_s must lie between 60 s and 90 days");
+        return;
+    }
+    json_decref(j);
+    snprintf(t.project, sizeof t.project, "%s", project);
+    t.created_ms = srv_now_ms();
+    t.expires_ms = t.created_ms + (int64_t)ttl * 1000;
+    proto_token_new(s->pk, token);
+    proto_token_hash(token, strlen(token), h);
+    rc = s->ops->token_add(db, h, &t, &err);
+    if (!rc)
+        rc = s->ops->audit(db, "token", NULL, project, t.created_ms, &err);
+    if (rc) {
+        sodium_memzero(token, sizeof token);
+        storage_error(s, rs, rc, &err);
+        return;
+    }
+    proto_time_format_ms(t.expires_ms, exp);
+    json_ok(rs);
+    if (fs_buf_printf(&rs->body, "{\"token\":\"%s\",\"expires\":\"%s\"}", token, exp))
+        srv_resp_error(s, rs, 500, "internal", "out of memory");
+    sodium_memzero(token, sizeof token);
+}
+
+/* POST /v1/projects/{p}/revocations {"feed":hex,"accept_through":N} */
+static void
+project_revoke(struct srv *s, struct srv_db *db, const struct srv_req *rq, const char *project,
+               struct srv_resp *rs)
+{
+    static const char *const keys[] = {"feed", "accept_through", NULL};
+    static const char *const req[] = {"feed", NULL};
+    struct srv_feed f;
+    struct fs_err err;
+    unsigned char feed[PROTO_KEY_BYTES];
+    json_t *j = NULL, *v;
+    uint64_t through = 0;
+    enum fs_rc rc;
+
+    if (proto_json_parse(rq->body, rq->body_len, &j, &err) ||
+        proto_json_keys(j, keys, req, "revocation", &err) ||
+        proto_json_hex(json_object_get(j, "feed"), feed, PROTO_KEY_BYTES) ||
+        ((v = json_object_get(j, "accept_through")) && proto_json_uint(v, 0, &through))) {
+        json_decref(j);
+        srv_resp_error(s, rs, 400, "malformed",
+                       "a revocation is {\"feed\":hex,\"accept_through\":N}");
+        return;
+    }
+    json_decref(j);
+    rc = s->ops->feed_get(db, feed, &f, &err);
+    if (rc == FS_ENOTFOUND || (rc == FS_OK && strcmp(f.project, project) != 0)) {
+        srv_resp_error(s, rs, 404, "not_found", "no such device in this project");
+        return;
+    }
+    if (!rc)
+        rc = s->ops->feed_revoke(db, feed, through, srv_now_ms(), &err);
+    if (rc) {
+        storage_error(s, rs, rc, &err);
+        return;
+    }
+    json_ok(rs);
+    if (fs_buf_printf(&rs->body, "{\"revoked\":true,\"accept_through\":%" PRIu64 "}", through))
+        srv_resp_error(s, rs, 500, "internal", "out of memory");
+}
+
+/* Wired to srv_export once the shared export module is in. */
+static void
+export_records(struct srv *s, struct srv_db *db, const struct srv_req *rq, const char *project,
+               const char *rest, struct srv_resp *rs)
+{
+    (void)db;
+    (void)rq;
+    (void)project;
+    (void)rest;
+    srv_resp_error(s, rs, 404, "not_found", "exports are not available yet");
+}
+
+static void
+project_api(struct srv *s, struct srv_db *db, const struct srv_req *rq, const char *project,
+            const char *rest, struct srv_resp *rs)
+{
+    struct srv_feed caller;
+
+    if (authenticate(s, db, rq, &caller, rs))
+        return;
+    if (caller.role != SRV_ROLE_COORDINATOR || strcmp(caller.project, project) != 0) {
+        srv_resp_error(s, rs, 403, "forbidden", "only this project's coordinators may do that");
+        return;
+    }
+    if (strcmp(rest, "feeds") == 0)
+        feeds_listing(s, db, project, rs);
+    else if (strcmp(rest, "tokens") == 0)
+        project_token(s, db, rq, project, rs);
+    else if (strcmp(rest, "revocations") == 0)
+        project_revoke(s, db, rq, project, rs);
+    else
+        export_records(s, db, rq, project, rest, rs);
+}
+
+/* "/v1/projects/<p>/<rest>": the project (into p) and the rest, or -1. */
+static int
+project_path(const char *url, char p[SRV_PROJECT_MAX + 1], const char **rest)
+{
+    static const char pre[] = "/v1/projects/";
+    const char *slash;
+    size_t n;
+
+    if (strncmp(url, pre, sizeof pre - 1) != 0)
+        return -1;
+    url += sizeof pre - 1;
+    slash = strchr(url, '/');
+    if (!slash)
+        return -1;
+    n = (size_t)(slash - url);
+    if (n == 0 || n > SRV_PROJECT_MAX)
+        return -1;
+    memcpy(p, url, n);
+    p[n] = 0;
+    if (!srv_project_valid(p))
+        return -1;
+    *rest = slash + 1;
+    return 0;
+}
+
 int
 srv_api_route_known(const char *method, const char *url, size_t *max_body)
 {
     unsigned char feed[PROTO_KEY_BYTES];
+    char project[SRV_PROJECT_MAX + 1];
     const char *rest;
 
     *max_body = 0;
+    if (project_path(url, project, &rest) == 0) {
+        if (strcmp(rest, "feeds") == 0 || strcmp(rest, "records.csv") == 0 ||
+            strcmp(rest, "records.jsonl") == 0 || strcmp(rest, "records.geojson") == 0)
+            return strcmp(method, "GET") == 0;
+        if (strcmp(rest, "tokens") == 0 || strcmp(rest, "revocations") == 0) {
+            *max_body = SRV_JSON_BODY_MAX;
+            return strcmp(method, "POST") == 0;
+        }
+        return 0;
+    }
     if (strcmp(url, "/v1/health") == 0)
         return strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
     if (strcmp(url, "/v1/enroll") == 0 && strcmp(method, "POST") == 0) {
@@ -517,8 +959,10 @@ srv_api_route_known(const char *method, const char *url, size_t *max_body)
         return 1;
     }
     if (feed_path(url, feed, &rest) == 0) {
-        if (strcmp(rest, "head") == 0)
+        if (strcmp(rest, "head") == 0 || strcmp(rest, "corrections") == 0)
             return strcmp(method, "GET") == 0;
+        if (strcmp(rest, "entries") == 0 && strcmp(method, "GET") == 0)
+            return 1;
         if (strcmp(rest, "entries") == 0 && strcmp(method, "POST") == 0) {
             *max_body = PROTO_BATCH_MAX_BYTES;
             return 1;
@@ -530,6 +974,7 @@ srv_api_route_known(const char *method, const char *url, size_t *max_body)
 void
 srv_api_handle(struct srv *s, const struct srv_req *rq, struct srv_resp *rs)
 {
+    char project[SRV_PROJECT_MAX + 1];
     unsigned char feed[PROTO_KEY_BYTES];
     struct srv_db *db = NULL;
     struct fs_err err;
@@ -553,6 +998,12 @@ srv_api_handle(struct srv *s, const struct srv_req *rq, struct srv_resp *rs)
     else if (feed_path(rq->url, feed, &rest) == 0 && strcmp(rest, "entries") == 0 &&
              strcmp(rq->method, "POST") == 0)
         push(s, db, rq, feed, rs);
+    else if (feed_path(rq->url, feed, &rest) == 0 && strcmp(rest, "entries") == 0)
+        pull_entries(s, db, rq, feed, rs);
+    else if (feed_path(rq->url, feed, &rest) == 0 && strcmp(rest, "corrections") == 0)
+        corrections(s, db, rq, feed, rs);
+    else if (project_path(rq->url, project, &rest) == 0)
+        project_api(s, db, rq, project, rest, rs);
     else
         srv_resp_error(s, rs, 404, "not_found", "no such endpoint");
     srv_db_put(s, db);

@@ -85,7 +85,26 @@ struct srv_push_result {
     uint64_t fork_seq; /* with FORK */
 };
 
+/* A row of the merged view; pointers valid during the callback only. */
+struct srv_record {
+    const char *id;
+    enum proto_rec_state state;
+    const unsigned char *owner;  /* NULL when contested or pending */
+    const unsigned char *winner; /* the winning revision's hash, when LIVE */
+    uint64_t gen;
+    const unsigned char *conflicts; /* n_conflicts hashes, best first */
+    size_t n_conflicts;
+    const unsigned char *content; /* the winner's content, when LIVE */
+    size_t content_len;
+};
+
 typedef int (*srv_feed_cb)(void *ctx, const struct srv_feed *f);
+typedef int (*srv_record_cb)(void *ctx, const struct srv_record *r);
+/* n: the correction's place in the owner's queue; the rest is the entry. */
+typedef int (*srv_correction_cb)(void *ctx, uint64_t n, const unsigned char *feed, uint64_t seq,
+                                 const unsigned char *hash, const unsigned char *entry,
+                                 size_t entry_len, const unsigned char *sig,
+                                 const unsigned char *content, size_t content_len);
 typedef int (*srv_entry_cb)(void *ctx, uint64_t seq, const unsigned char *hash,
                             const unsigned char *entry, size_t entry_len, const unsigned char *sig,
                             const unsigned char *content, size_t content_len);
@@ -153,6 +172,14 @@ struct srv_db_ops {
     /* Calls cb for entries from..to (inclusive, to 0 = to the end) of feed. */
     enum fs_rc (*entries_each)(struct srv_db *db, const unsigned char feed[PROTO_KEY_BYTES],
                                uint64_t from, uint64_t to, srv_entry_cb cb, void *ctx,
+                               struct fs_err *err);
+    /* Coordinators' revisions of records owner owns, queued in the order
+     * their pushes committed: those with n > since, at most limit. */
+    enum fs_rc (*corrections_each)(struct srv_db *db, const unsigned char owner[PROTO_KEY_BYTES],
+                                   uint64_t since, size_t limit, srv_correction_cb cb, void *ctx,
+                                   struct fs_err *err);
+    /* Every record of project's merged view, by id. */
+    enum fs_rc (*records_each)(struct srv_db *db, const char *project, srv_record_cb cb, void *ctx,
                                struct fs_err *err);
 };
 

@@ -21,7 +21,10 @@ struct srv_db {
     char *dir; /* the data folder */
 };
 
-static const char *const schema =
+/* Migration i brings the schema from version i to i + 1; never edit one
+ * that has shipped. */
+static const char *const migrations[] = {
+    /* 0 -> 1 */
     "CREATE TABLE IF NOT EXISTS feeds("
     "  feed BLOB PRIMARY KEY CHECK (length(feed) = 32),"
     "  project TEXT NOT NULL,"
@@ -92,8 +95,34 @@ static const char *const schema =
     "CREATE TRIGGER IF NOT EXISTS audit_no_update BEFORE UPDATE ON audit"
     "  BEGIN SELECT RAISE(ABORT, 'audit rows are append-only'); END;"
     "CREATE TRIGGER IF NOT EXISTS audit_no_delete BEFORE DELETE ON audit"
-    "  BEGIN SELECT RAISE(ABORT, 'audit rows are append-only'); END;"
-    "PRAGMA user_version = 1;";
+    "  BEGIN SELECT RAISE(ABORT, 'audit rows are append-only'); END;",
+    /* 1 -> 2: corrections, other feeds' revisions of a feed's records, in
+     * the order the server committed them per owner; conflict revisions. */
+    "CREATE TABLE corrections("
+    "  owner BLOB NOT NULL,"
+    "  n INTEGER NOT NULL,"
+    "  feed BLOB NOT NULL,"
+    "  seq INTEGER NOT NULL,"
+    "  PRIMARY KEY (owner, n)"
+    ") WITHOUT ROWID;"
+    "CREATE UNIQUE INDEX corrections_entry ON corrections(owner, feed, seq);"
+    "ALTER TABLE records ADD COLUMN conflicts BLOB;",
+};
+
+#define SCHEMA_VERSION ((int)FS_ARRAY_LEN(migrations))
+
+static int
+user_version(struct srv_db *db)
+{
+    sqlite3_stmt *st = NULL;
+    int v = -1;
+
+    if (sqlite3_prepare_v2(db->db, "PRAGMA user_version", -1, &st, NULL) == SQLITE_OK &&
+        sqlite3_step(st) == SQLITE_ROW)
+        v = sqlite3_column_int(st, 0);
+    sqlite3_finalize(st);
+    return v;
+}
 
 static enum fs_rc
 sqlerr(struct srv_db *db, int r, const char *what, struct fs_err *err)
@@ -134,6 +163,49 @@ prep(struct srv_db *db, const char *sql, sqlite3_stmt **st, struct fs_err *err)
     return r == SQLITE_OK ? FS_OK : sqlerr(db, r, "preparing a query", err);
 }
 
+/* init (create) brings the schema up to date; serving and the other admin
+ * commands refuse a schema they do not know. */
+static enum fs_rc
+migrate(struct srv_db *db, int create, struct fs_err *err)
+{
+    enum fs_rc rc = FS_OK;
+    char sql[64];
+    int v, i;
+
+    if (create) {
+        rc = exec(db, "BEGIN IMMEDIATE", err);
+        if (rc)
+            return rc;
+    }
+    v = user_version(db);
+    if (v < 0 || v > SCHEMA_VERSION) {
+        rc = fs_err_set(err, FS_ECORRUPT, "server.db has schema %d, this server knows %d", v,
+                        SCHEMA_VERSION);
+        goto out;
+    }
+    if (v < SCHEMA_VERSION && !create) {
+        rc = fs_err_set(err, FS_EUSAGE,
+                        "server.db has schema %d; run 'fieldsync-server init' to bring it to %d", v,
+                        SCHEMA_VERSION);
+        goto out;
+    }
+    for (i = v; create && i < SCHEMA_VERSION; i++) {
+        rc = exec(db, migrations[i], err);
+        if (rc)
+            goto out;
+    }
+    if (create) {
+        snprintf(sql, sizeof sql, "PRAGMA user_version = %d", SCHEMA_VERSION);
+        rc = exec(db, sql, err);
+        if (!rc)
+            rc = exec(db, "COMMIT", err);
+    }
+out:
+    if (rc)
+        rollback(db);
+    return rc;
+}
+
 static enum fs_rc
 sq_open(const char *where, int create, struct srv_db **out, struct fs_err *err)
 {
@@ -167,11 +239,9 @@ sq_open(const char *where, int create, struct srv_db **out, struct fs_err *err)
               err);
     if (rc)
         goto fail;
-    if (create) {
-        rc = exec(db, schema, err);
-        if (rc)
-            goto fail;
-    }
+    rc = migrate(db, create, err);
+    if (rc)
+        goto fail;
     *out = db;
     return FS_OK;
 fail:
@@ -638,6 +708,7 @@ merge_record(struct srv_db *db, const char *project, const char *id, struct fs_e
     sqlite3_stmt *st = NULL;
     struct proto_rev *revs = NULL;
     uint64_t *seqs = NULL;
+    unsigned char *cbuf = NULL;
     size_t n = 0, cap = 0;
     struct proto_merge m;
     enum fs_rc rc;
@@ -699,13 +770,25 @@ merge_record(struct srv_db *db, const char *project, const char *id, struct fs_e
         goto out;
     }
     merged = 1;
+    if (m.n_conflicts) {
+        size_t k;
+
+        cbuf = malloc(m.n_conflicts * PROTO_HASH_BYTES);
+        if (!cbuf) {
+            rc = fs_err_set(err, FS_ENOMEM, "out of memory");
+            goto out;
+        }
+        for (k = 0; k < m.n_conflicts; k++)
+            memcpy(cbuf + k * PROTO_HASH_BYTES, revs[m.conflicts[k]].hash, PROTO_HASH_BYTES);
+    }
     rc = prep(db,
               "INSERT INTO records(project, id, state, owner, winner, winner_feed, winner_seq, gen,"
-              " n_conflicts) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9)"
+              " n_conflicts, conflicts) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10)"
               " ON CONFLICT(project, id) DO UPDATE SET state = excluded.state,"
               " owner = excluded.owner, winner = excluded.winner,"
               " winner_feed = excluded.winner_feed, winner_seq = excluded.winner_seq,"
-              " gen = excluded.gen, n_conflicts = excluded.n_conflicts",
+              " gen = excluded.gen, n_conflicts = excluded.n_conflicts,"
+              " conflicts = excluded.conflicts",
               &st, err);
     if (rc)
         goto out;
@@ -721,6 +804,8 @@ merge_record(struct srv_db *db, const char *project, const char *id, struct fs_e
         sqlite3_bind_int64(st, 8, (int64_t)revs[m.winner].gen);
     }
     sqlite3_bind_int64(st, 9, (int64_t)m.n_conflicts);
+    if (cbuf)
+        sqlite3_bind_blob(st, 10, cbuf, (int)(m.n_conflicts * PROTO_HASH_BYTES), SQLITE_STATIC);
     r = sqlite3_step(st);
     if (r != SQLITE_DONE)
         rc = sqlerr(db, r, "updating the merged view", err);
@@ -749,6 +834,85 @@ out:
         proto_merge_release(&m);
     free(revs);
     free(seqs);
+    free(cbuf);
+    return rc;
+}
+
+/* Queues entry (feed, seq) as a correction of owner's record, once. */
+static enum fs_rc
+correction_add(struct srv_db *db, const unsigned char *owner, const unsigned char *feed,
+               int64_t seq, struct fs_err *err)
+{
+    sqlite3_stmt *st = NULL;
+    enum fs_rc rc;
+    int r;
+
+    rc = prep(db,
+              "INSERT OR IGNORE INTO corrections(owner, n, feed, seq) VALUES (?1,"
+              " (SELECT coalesce(max(n), 0) + 1 FROM corrections WHERE owner = ?1), ?2, ?3)",
+              &st, err);
+    if (rc)
+        return rc;
+    sqlite3_bind_blob(st, 1, owner, PROTO_KEY_BYTES, SQLITE_STATIC);
+    sqlite3_bind_blob(st, 2, feed, PROTO_KEY_BYTES, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 3, seq);
+    r = sqlite3_step(st);
+    sqlite3_finalize(st);
+    return r == SQLITE_DONE ? FS_OK : sqlerr(db, r, "queueing a correction", err);
+}
+
+/* After a push: coordinators' revisions of records another feed owns become
+ * that owner's corrections; a root arriving after such revisions collects
+ * them for its feed. */
+static enum fs_rc
+note_corrections(struct srv_db *db, const char *project, const unsigned char *feed,
+                 const struct srv_entry *e, struct fs_err *err)
+{
+    sqlite3_stmt *st = NULL;
+    enum fs_rc rc = FS_OK;
+    int r;
+
+    rc = prep(db,
+              "SELECT r.owner, f.role = 'coordinator' FROM records r, feeds f"
+              " WHERE r.project = ?1 AND r.id = ?2 AND f.feed = ?3",
+              &st, err);
+    if (rc)
+        return rc;
+    sqlite3_bind_text(st, 1, project, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, e->parsed->record_id, -1, SQLITE_STATIC);
+    sqlite3_bind_blob(st, 3, feed, PROTO_KEY_BYTES, SQLITE_STATIC);
+    r = sqlite3_step(st);
+    if (r == SQLITE_ROW && sqlite3_column_bytes(st, 0) == PROTO_KEY_BYTES &&
+        memcmp(sqlite3_column_blob(st, 0), feed, PROTO_KEY_BYTES) != 0 &&
+        sqlite3_column_int(st, 1)) {
+        unsigned char owner[PROTO_KEY_BYTES];
+
+        memcpy(owner, sqlite3_column_blob(st, 0), PROTO_KEY_BYTES);
+        sqlite3_finalize(st);
+        return correction_add(db, owner, feed, (int64_t)e->seq, err);
+    }
+    sqlite3_finalize(st);
+    if (r != SQLITE_ROW && r != SQLITE_DONE)
+        return sqlerr(db, r, "reading the merged view", err);
+    if (e->parsed->gen != 1)
+        return FS_OK;
+    rc = prep(db,
+              "SELECT e.feed, e.seq FROM entries e JOIN feeds f ON f.feed = e.feed"
+              " WHERE e.record_id = ?1 AND f.project = ?2 AND f.role = 'coordinator'"
+              " AND e.feed <> ?3",
+              &st, err);
+    if (rc)
+        return rc;
+    sqlite3_bind_text(st, 1, e->parsed->record_id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, project, -1, SQLITE_STATIC);
+    sqlite3_bind_blob(st, 3, feed, PROTO_KEY_BYTES, SQLITE_STATIC);
+    while (!rc && (r = sqlite3_step(st)) == SQLITE_ROW) {
+        unsigned char other[PROTO_KEY_BYTES];
+
+        memcpy(other, sqlite3_column_blob(st, 0), PROTO_KEY_BYTES);
+        rc = correction_add(db, feed, other, sqlite3_column_int64(st, 1), err);
+    }
+    sqlite3_finalize(st);
     return rc;
 }
 
@@ -887,6 +1051,11 @@ sq_push_apply(struct srv_db *db, const unsigned char feed[PROTO_KEY_BYTES],
         if (rc)
             goto fail;
     }
+    for (i = first_new; i < n; i++) {
+        rc = note_corrections(db, f.project, feed, &es[i], err);
+        if (rc)
+            goto fail;
+    }
     snprintf(detail, sizeof detail, "seq %llu..%llu", (unsigned long long)es[first_new].seq,
              (unsigned long long)es[n - 1].seq);
     rc = audit_in_tx(db, "push", feed, detail, now_ms, err);
@@ -969,6 +1138,78 @@ sq_entries_each(struct srv_db *db, const unsigned char feed[PROTO_KEY_BYTES], ui
     return r == SQLITE_DONE ? FS_OK : sqlerr(db, r, "reading entries", err);
 }
 
+static enum fs_rc
+sq_corrections_each(struct srv_db *db, const unsigned char owner[PROTO_KEY_BYTES], uint64_t since,
+                    size_t limit, srv_correction_cb cb, void *ctx, struct fs_err *err)
+{
+    sqlite3_stmt *st = NULL;
+    enum fs_rc rc;
+    int r;
+
+    rc = prep(db,
+              "SELECT c.n, e.feed, e.seq, e.hash, e.entry, e.sig, e.content FROM corrections c"
+              " JOIN entries e ON e.feed = c.feed AND e.seq = c.seq"
+              " WHERE c.owner = ?1 AND c.n > ?2 ORDER BY c.n LIMIT ?3",
+              &st, err);
+    if (rc)
+        return rc;
+    sqlite3_bind_blob(st, 1, owner, PROTO_KEY_BYTES, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, (int64_t)since);
+    sqlite3_bind_int64(st, 3, (int64_t)limit);
+    while ((r = sqlite3_step(st)) == SQLITE_ROW) {
+        if (cb(ctx, (uint64_t)sqlite3_column_int64(st, 0), sqlite3_column_blob(st, 1),
+               (uint64_t)sqlite3_column_int64(st, 2), sqlite3_column_blob(st, 3),
+               sqlite3_column_blob(st, 4), (size_t)sqlite3_column_bytes(st, 4),
+               sqlite3_column_blob(st, 5), sqlite3_column_blob(st, 6),
+               (size_t)sqlite3_column_bytes(st, 6))) {
+            r = SQLITE_DONE;
+            break;
+        }
+    }
+    sqlite3_finalize(st);
+    return r == SQLITE_DONE ? FS_OK : sqlerr(db, r, "reading corrections", err);
+}
+
+static enum fs_rc
+sq_records_each(struct srv_db *db, const char *project, srv_record_cb cb, void *ctx,
+                struct fs_err *err)
+{
+    sqlite3_stmt *st = NULL;
+    struct srv_record rec;
+    enum fs_rc rc;
+    int r;
+
+    rc = prep(db,
+              "SELECT r.id, r.state, r.owner, r.gen, r.conflicts, e.content, r.winner"
+              " FROM records r LEFT JOIN entries e"
+              " ON e.feed = r.winner_feed AND e.seq = r.winner_seq"
+              " WHERE r.project = ?1 ORDER BY r.id",
+              &st, err);
+    if (rc)
+        return rc;
+    sqlite3_bind_text(st, 1, project, -1, SQLITE_STATIC);
+    while ((r = sqlite3_step(st)) == SQLITE_ROW) {
+        memset(&rec, 0, sizeof rec);
+        rec.id = (const char *)sqlite3_column_text(st, 0);
+        rec.state = (enum proto_rec_state)sqlite3_column_int(st, 1);
+        rec.owner =
+            sqlite3_column_bytes(st, 2) == PROTO_KEY_BYTES ? sqlite3_column_blob(st, 2) : NULL;
+        rec.gen = (uint64_t)sqlite3_column_int64(st, 3);
+        rec.conflicts = sqlite3_column_blob(st, 4);
+        rec.n_conflicts = (size_t)sqlite3_column_bytes(st, 4) / PROTO_HASH_BYTES;
+        rec.content = sqlite3_column_blob(st, 5);
+        rec.content_len = (size_t)sqlite3_column_bytes(st, 5);
+        rec.winner =
+            sqlite3_column_bytes(st, 6) == PROTO_HASH_BYTES ? sqlite3_column_blob(st, 6) : NULL;
+        if (cb(ctx, &rec)) {
+            r = SQLITE_DONE;
+            break;
+        }
+    }
+    sqlite3_finalize(st);
+    return r == SQLITE_DONE ? FS_OK : sqlerr(db, r, "reading records", err);
+}
+
 const struct srv_db_ops srv_db_sqlite_ops = {
     .name = "sqlite",
     .open = sq_open,
@@ -987,4 +1228,6 @@ const struct srv_db_ops srv_db_sqlite_ops = {
     .nonce_use = sq_nonce_use,
     .audit = sq_audit,
     .entries_each = sq_entries_each,
+    .corrections_each = sq_corrections_each,
+    .records_each = sq_records_each,
 };

@@ -200,6 +200,8 @@ send_resp(struct MHD_Connection *c, struct srv_resp *rs)
     MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
     if (rs->retry_after[0])
         MHD_add_response_header(r, MHD_HTTP_HEADER_RETRY_AFTER, rs->retry_after);
+    if (rs->cursor[0])
+        MHD_add_response_header(r, "X-Fieldsync-Cursor", rs->cursor);
     ret = MHD_queue_response(c, rs->status, r);
     MHD_destroy_response(r);
     return ret;
@@ -317,6 +319,8 @@ access_cb(void *cls, struct MHD_Connection *c, const char *url, const char *meth
     rq.query_from = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "from");
     rq.query_limit = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "limit");
     rq.query_since = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "since");
+    rq.query_kind = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "kind");
+    rq.query_excel = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "excel");
     fs_buf_init(&rs.body, 64u << 20);
     rs.started_ms = st->started_ms;
     srv_api_handle(s, &rq, &rs);

@@ -45,6 +45,7 @@ struct sync_resp {
     const unsigned char *body; /* valid until the next request */
     size_t len;
     long retry_after_s; /* -1 when absent */
+    const char *cursor; /* X-Fieldsync-Cursor, or NULL */
 };
 
 /* One request. sign: add the Authorization header (a pinned key and a signer
@@ -87,6 +88,30 @@ struct sync_push_result {
 FS_WUR enum fs_rc sync_push(struct store *s, struct sync_http *h, sync_progress_cb progress,
                             void *pctx, void (*warn)(void *ctx, const char *line),
                             struct sync_push_result *out, struct fs_err *err);
+
+/* ---- pull and corrections ---------------------------------------------------------- */
+
+struct sync_pull_result {
+    uint64_t feeds;   /* feeds in the project's listing */
+    uint64_t fetched; /* entries fetched and verified by this run */
+    uint64_t held;    /* entries of other feeds held after it */
+};
+
+/* A coordinator replicates the whole project: the signed listing, then for
+ * each feed exactly the entries it lacks, every signature, content hash and
+ * chain checked here, merged with the same code as the server. Resumes where
+ * an interrupted run stopped. FS_EAUTH for a researcher. */
+FS_WUR enum fs_rc sync_pull(struct store *s, struct sync_http *h, sync_progress_cb progress,
+                            void *pctx, struct sync_pull_result *out, struct fs_err *err);
+
+/* Fetches coordinators' revisions of records this device owns and folds them
+ * into the local view (part of a researcher's sync). *got counts entries. */
+FS_WUR enum fs_rc sync_corrections(struct store *s, struct sync_http *h, uint64_t *got,
+                                   struct fs_err *err);
+
+/* The project's signed feeds listing, verified; caller json_decref()s. */
+FS_WUR enum fs_rc sync_feeds_listing(struct store *s, struct sync_http *h, void **listing,
+                                     struct fs_err *err);
 
 /* Opens a client for the store's server with its pinned key and signer;
  * FS_EAUTH when the store is not enrolled. */

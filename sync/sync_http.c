@@ -25,6 +25,7 @@ struct sync_http {
     int64_t clock_offset_s;
     struct fs_buf answer;
     long retry_after;
+    char cursor[24];
     int connected;
 };
 
@@ -46,6 +47,15 @@ on_header(char *p, size_t size, size_t n, void *ud)
     struct sync_http *h = ud;
     size_t len = size * n;
 
+    if (len > 19 && strncasecmp(p, "X-Fieldsync-Cursor:", 19) == 0) {
+        size_t i = 19, k = 0;
+
+        while (i < len && p[i] == ' ')
+            i++;
+        while (i < len && k + 1 < sizeof h->cursor && p[i] >= '0' && p[i] <= '9')
+            h->cursor[k++] = p[i++];
+        h->cursor[k] = 0;
+    }
     if (len > 12 && strncasecmp(p, "Retry-After:", 12) == 0) {
         char tmp[32];
         size_t k = len - 12 < sizeof tmp - 1 ? len - 12 : sizeof tmp - 1;
@@ -285,6 +295,7 @@ request_once(struct sync_http *h, const char *method, const char *target, const 
     curl_easy_reset(h->curl);
     fs_buf_reset(&h->answer);
     h->retry_after = -1;
+    h->cursor[0] = 0;
     curl_easy_setopt(h->curl, CURLOPT_URL, url);
     curl_easy_setopt(h->curl, CURLOPT_PROTOCOLS_STR, secure ? "https" : "http");
     curl_easy_setopt(h->curl, CURLOPT_NOSIGNAL, 1L);
@@ -344,6 +355,7 @@ request_once(struct sync_http *h, const char *method, const char *target, const 
     out->body = h->answer.data ? h->answer.data : (const unsigned char *)"";
     out->len = h->answer.len;
     out->retry_after_s = h->retry_after;
+    out->cursor = h->cursor[0] ? h->cursor : NULL;
     return rc;
 }
 

@@ -69,7 +69,15 @@ static const struct cli_cmd commands[] = {
      no_opts, cmd_verify, 1},
     {"enroll", "URL (--token T | --token-file F|-) [--cacert F]",
      "Join a project's server with an enrollment token.", NULL, cli_exec_remote, 0},
-    {"sync", "[--quiet]", "Push now what the server lacks.", NULL, cli_exec_remote, 0},
+    {"sync", "[--quiet]", "Push now what the server lacks; fetch coordinators' corrections.", NULL,
+     cli_exec_remote, 0},
+    {"pull", "[--quiet]", "(coordinator) Replicate and verify the whole project.", NULL,
+     cli_exec_remote, 0},
+    {"devices", "[--json]", "(coordinator) Completeness per device.", NULL, cli_exec_remote, 0},
+    {"token", "create --role researcher [--name N] [--ttl 7d]",
+     "(coordinator) Make a researcher's enrollment token.", NULL, cli_exec_remote, 0},
+    {"device", "revoke FEED [--accept-through SEQ]", "(coordinator) Revoke a lost laptop.", NULL,
+     cli_exec_remote, 0},
 };
 
 int

@@ -8,6 +8,7 @@
 
 #include "cli.h"
 #include "proto_auth.h"
+#include "proto_json.h"
 #include "sync.h"
 
 static const struct cli_opt enroll_opts[] = {
@@ -125,6 +126,7 @@ cmd_sync(struct cli *cli, const struct cli_cmd *cmd, int argc, char **argv)
     struct sync_push_result res;
     struct progress p;
     char when[PROTO_TIME_MAX_LEN], off[32];
+    uint64_t corrections = 0;
     enum fs_rc rc;
     int done, code, quiet;
 
@@ -142,6 +144,8 @@ cmd_sync(struct cli *cli, const struct cli_cmd *cmd, int argc, char **argv)
     rc = sync_http_for_store(cli->store, &h, &err);
     if (!rc)
         rc = sync_push(cli->store, h, show_progress, &p, warn_line, &res, &err);
+    if (!rc)
+        rc = sync_corrections(cli->store, h, &corrections, &err);
     if (h) {
         snprintf(off, sizeof off, "%lld", (long long)sync_http_clock_offset_get(h));
         if (store_setting_set(cli->store, "clock_offset_s", off, &e2) != FS_OK) {
@@ -160,10 +164,325 @@ cmd_sync(struct cli *cli, const struct cli_cmd *cmd, int argc, char **argv)
         store_setting_set(cli->store, "last_error", NULL, &e2) != FS_OK) {
         /* Status lines only; the receipts are what count, and they are saved. */
     }
-    if (!quiet)
+    if (!quiet) {
         fprintf(stderr, "synced: %llu entries sent; the server holds all %llu\n",
                 (unsigned long long)res.pushed, (unsigned long long)res.server_have);
+        if (corrections)
+            fprintf(stderr, "%llu correction%s by coordinators folded in\n",
+                    (unsigned long long)corrections, corrections == 1 ? "" : "s");
+    }
 out:
+    sync_http_free(h);
+    cli_args_release(&a);
+    return code;
+}
+
+static const struct cli_opt pull_opts[] = {{"quiet", 0, NULL, "print nothing but errors"},
+                                           {NULL, 0, NULL, NULL}};
+static const struct cli_opt devices_opts[] = {{"json", 0, NULL, "machine-readable output"},
+                                              {NULL, 0, NULL, NULL}};
+static const struct cli_opt token_opts[] = {
+    {"role", 1, "ROLE", "researcher (coordinators make researcher tokens)"},
+    {"name", 1, "N", "the device's name, as the project will see it"},
+    {"ttl", 1, "DURATION", "how long the token stays valid: 30m, 12h, 7d (default 7d)"},
+    {NULL, 0, NULL, NULL}};
+static const struct cli_opt revoke_opts[] = {
+    {"accept-through", 1, "SEQ", "entries up to SEQ still arrive (a lost laptop's honest bundles)"},
+    {NULL, 0, NULL, NULL}};
+
+static int
+cmd_pull(struct cli *cli, const struct cli_cmd *cmd, int argc, char **argv)
+{
+    struct cli_args a;
+    struct fs_err err = {{0}};
+    struct sync_http *h = NULL;
+    struct sync_pull_result res;
+    struct progress p;
+    enum fs_rc rc;
+    int done, code;
+
+    code = cli_parse(cmd, argc, argv, &a, &done);
+    if (code || done)
+        goto out;
+    if (a.npos) {
+        code = cli_usage("pull takes no arguments");
+        goto out;
+    }
+    memset(&p, 0, sizeof p);
+    p.cli = cli;
+    p.show = !cli_flag(&a, 0) && cli->stderr_tty;
+    rc = sync_http_for_store(cli->store, &h, &err);
+    if (!rc)
+        rc = sync_pull(cli->store, h, show_progress, &p, &res, &err);
+    if (rc) {
+        code = cli_fail(rc, &err);
+        goto out;
+    }
+    if (!cli_flag(&a, 0))
+        fprintf(stderr,
+                "pulled %llu entries from %llu devices; every signature and chain verified\n",
+                (unsigned long long)res.fetched, (unsigned long long)res.feeds);
+out:
+    sync_http_free(h);
+    cli_args_release(&a);
+    return code;
+}
+
+static int
+cmd_devices(struct cli *cli, const struct cli_cmd *cmd, int argc, char **argv)
+{
+    struct cli_args a;
+    struct fs_err err = {{0}};
+    struct sync_http *h = NULL;
+    json_t *listing = NULL, *f;
+    size_t i;
+    enum fs_rc rc;
+    int done, code, json;
+
+    code = cli_parse(cmd, argc, argv, &a, &done);
+    if (code || done)
+        goto out;
+    json = cli_flag(&a, 0);
+    rc = sync_http_for_store(cli->store, &h, &err);
+    if (!rc)
+        rc = sync_feeds_listing(cli->store, h, (void **)&listing, &err);
+    if (rc) {
+        code = cli_fail(rc, &err);
+        goto out;
+    }
+    if (json)
+        printf("[");
+    json_array_foreach(json_object_get(listing, "feeds"), i, f)
+    {
+        unsigned char feed[PROTO_KEY_BYTES];
+        struct store_feed_info fi;
+        uint64_t have = 0, receipt = 0, fork_seq = 0;
+        const char *name = json_string_value(json_object_get(f, "name"));
+        const char *role = json_string_value(json_object_get(f, "role"));
+        const char *last = json_string_value(json_object_get(f, "last_contact"));
+        int fork = json_is_true(json_object_get(f, "fork"));
+        int contested = json_is_true(json_object_get(f, "contested"));
+        int revoked = json_is_true(json_object_get(f, "revoked"));
+        char hex[2 * PROTO_KEY_BYTES + 1];
+
+        if (proto_json_hex(json_object_get(f, "feed"), feed, PROTO_KEY_BYTES) ||
+            proto_json_uint(json_object_get(f, "have_seq"), 0, &have) ||
+            proto_json_uint(json_object_get(f, "receipt_seq"), 0, &receipt) ||
+            proto_json_uint(json_object_get(f, "fork_seq"), 0, &fork_seq) || !name || !role ||
+            !last) {
+            code = cli_fail(FS_EPROTO, NULL);
+            goto out;
+        }
+        memset(&fi, 0, sizeof fi);
+        if (memcmp(feed, store_feed(cli->store), PROTO_KEY_BYTES) == 0) {
+            struct store_status st;
+
+            if (store_status_get(cli->store, &st, &err) == FS_OK)
+                fi.have_seq = st.local_seq;
+        } else if (store_feed_info(cli->store, feed, &fi, &err) != FS_OK) {
+            fi.have_seq = 0;
+        }
+        proto_hex_encode(feed, PROTO_KEY_BYTES, hex);
+        if (json) {
+            char *n = json_dumps(json_object_get(f, "name"), JSON_ENCODE_ANY);
+
+            printf("%s{\"feed\":\"%s\",\"name\":%s,\"role\":\"%s\",\"have_seq\":%llu,"
+                   "\"held_here\":%llu,\"receipt_seq\":%llu,\"last_contact\":\"%s\","
+                   "\"fork\":%s,\"fork_seq\":%llu,\"contested\":%s,\"revoked\":%s}",
+                   i ? "," : "", hex, n ? n : "null", role, (unsigned long long)have,
+                   (unsigned long long)fi.have_seq, (unsigned long long)receipt, last,
+                   fork ? "true" : "false", (unsigned long long)fork_seq,
+                   contested ? "true" : "false", revoked ? "true" : "false");
+            free(n);
+        } else {
+            char flags[64] = "";
+
+            if (fork)
+                snprintf(flags, sizeof flags, "FORK@%llu ", (unsigned long long)fork_seq);
+            if (contested)
+                snprintf(flags + strlen(flags), sizeof flags - strlen(flags), "contested ");
+            if (revoked)
+                snprintf(flags + strlen(flags), sizeof flags - strlen(flags), "revoked ");
+            if (fi.have_seq < have)
+                snprintf(flags + strlen(flags), sizeof flags - strlen(flags), "pull-needed ");
+            printf("%.12s  ", hex);
+            cli_put_cell(stdout, name, 22, 1);
+            printf("  %-11s have %-7llu here %-7llu receipt %-7llu last %.16s  %s\n", role,
+                   (unsigned long long)have, (unsigned long long)fi.have_seq,
+                   (unsigned long long)receipt, last, flags);
+        }
+    }
+    if (json)
+        printf("]\n");
+out:
+    json_decref(listing);
+    sync_http_free(h);
+    cli_args_release(&a);
+    return code;
+}
+
+/* "7d", "12h", "30m", "600s" or plain seconds. */
+static int
+parse_duration(const char *v, uint64_t *s)
+{
+    char *end;
+    unsigned long long n = strtoull(v, &end, 10);
+
+    if (*v < '0' || *v > '9' || n == 0 || n > 1000000)
+        return -1;
+    if (*end == 'd')
+        n *= 86400;
+    else if (*end == 'h')
+        n *= 3600;
+    else if (*end == 'm')
+        n *= 60;
+    else if (*end != 's' && *end != 0)
+        return -1;
+    if (*end && end[1])
+        return -1;
+    *s = n;
+    return 0;
+}
+
+static enum fs_rc
+project_post(struct cli *cli, const char *what, const struct fs_buf *body, struct sync_http **h,
+             struct sync_resp *r, struct fs_err *err)
+{
+    char target[256], *project = NULL;
+    enum fs_rc rc;
+
+    rc = store_setting_get(cli->store, "project", &project, err);
+    if (rc)
+        return rc;
+    if (!project)
+        return fs_err_set(err, FS_EAUTH, "this device is not enrolled in a project");
+    snprintf(target, sizeof target, "/v1/projects/%s/%s", project, what);
+    free(project);
+    rc = sync_http_for_store(cli->store, h, err);
+    if (!rc)
+        rc = sync_http_request(*h, "POST", target, body->data, body->len, 1, r, err);
+    if (!rc && r->status != 200) {
+        char code[64], msg[200];
+
+        sync_error_text(r, code, sizeof code, msg, sizeof msg);
+        rc = fs_err_set(err,
+                        r->status == 403 || r->status == 401 ? FS_EAUTH
+                        : r->status == 404                   ? FS_EINVAL
+                        : r->status >= 500                   ? FS_EAGAIN
+                                                             : FS_EPROTO,
+                        "the server refused: %s", msg);
+    }
+    return rc;
+}
+
+static int
+cmd_token(struct cli *cli, const struct cli_cmd *cmd, int argc, char **argv)
+{
+    struct cli_args a;
+    struct fs_err err = {{0}};
+    struct sync_http *h = NULL;
+    struct sync_resp r;
+    struct fs_buf body;
+    json_t *j = NULL;
+    uint64_t ttl = 7 * 86400;
+    enum fs_rc rc;
+    int done, code;
+
+    fs_buf_init(&body, 4096);
+    code = cli_parse(cmd, argc, argv, &a, &done);
+    if (code || done)
+        goto out;
+    if (a.npos != 1 || strcmp(a.pos[0], "create") != 0 || !cli_arg(&a, 0)) {
+        code = cli_usage("usage: fieldsync token create --role researcher [--name N] [--ttl 7d]");
+        goto out;
+    }
+    if (strcmp(cli_arg(&a, 0), "researcher") != 0) {
+        code = cli_usage("coordinators make researcher tokens; coordinator tokens come from the "
+                         "server's operator");
+        goto out;
+    }
+    if (cli_arg(&a, 2) && parse_duration(cli_arg(&a, 2), &ttl)) {
+        code = cli_usage("--ttl takes a duration such as 7d, 12h or 30m");
+        goto out;
+    }
+    if (cli_arg(&a, 1) && !proto_name_valid(cli_arg(&a, 1))) {
+        code = cli_usage("--name must be 1-512 bytes of text");
+        goto out;
+    }
+    rc = fs_buf_printf(&body, "{\"role\":\"researcher\",\"ttl_s\":%llu", (unsigned long long)ttl);
+    if (!rc && cli_arg(&a, 1)) {
+        rc = fs_buf_adds(&body, ",\"name\":");
+        if (!rc)
+            rc = proto_jw_str(&body, cli_arg(&a, 1), strlen(cli_arg(&a, 1)));
+    }
+    if (!rc)
+        rc = fs_buf_addc(&body, '}');
+    if (!rc)
+        rc = project_post(cli, "tokens", &body, &h, &r, &err);
+    if (rc) {
+        code = cli_fail(rc, &err);
+        goto out;
+    }
+    if (proto_json_parse(r.body, r.len, &j, NULL) || !json_is_string(json_object_get(j, "token"))) {
+        code = cli_fail(FS_EPROTO, NULL);
+        goto out;
+    }
+    printf("%s\n", json_string_value(json_object_get(j, "token")));
+out:
+    json_decref(j);
+    fs_buf_release(&body);
+    sync_http_free(h);
+    cli_args_release(&a);
+    return code;
+}
+
+static int
+cmd_device(struct cli *cli, const struct cli_cmd *cmd, int argc, char **argv)
+{
+    struct cli_args a;
+    struct fs_err err = {{0}};
+    struct sync_http *h = NULL;
+    struct sync_resp r;
+    struct fs_buf body;
+    unsigned char feed[PROTO_KEY_BYTES];
+    uint64_t through = 0;
+    enum fs_rc rc;
+    int done, code;
+
+    fs_buf_init(&body, 4096);
+    code = cli_parse(cmd, argc, argv, &a, &done);
+    if (code || done)
+        goto out;
+    if (a.npos != 2 || strcmp(a.pos[0], "revoke") != 0 ||
+        proto_hex_decode(a.pos[1], strlen(a.pos[1]), feed, PROTO_KEY_BYTES)) {
+        code = cli_usage("usage: fieldsync device revoke FEED (64 hex digits) "
+                         "[--accept-through SEQ]");
+        goto out;
+    }
+    if (cli_arg(&a, 0)) {
+        char *end;
+
+        through = strtoull(cli_arg(&a, 0), &end, 10);
+        if (*end || *cli_arg(&a, 0) < '0' || *cli_arg(&a, 0) > '9') {
+            code = cli_usage("--accept-through takes a seq");
+            goto out;
+        }
+    }
+    rc = fs_buf_adds(&body, "{\"feed\":");
+    if (!rc)
+        rc = proto_jw_hex(&body, feed, PROTO_KEY_BYTES);
+    if (!rc)
+        rc = fs_buf_printf(&body, ",\"accept_through\":%llu}", (unsigned long long)through);
+    if (!rc)
+        rc = project_post(cli, "revocations", &body, &h, &r, &err);
+    if (rc) {
+        code = cli_fail(rc, &err);
+        goto out;
+    }
+    fprintf(stderr, "revoked; entries up to seq %llu are still accepted\n",
+            (unsigned long long)through);
+out:
+    fs_buf_release(&body);
     sync_http_free(h);
     cli_args_release(&a);
     return code;
@@ -179,6 +498,18 @@ static const struct cli_cmd commands[] = {
      "receipt. Exit 69: no connection (records are safe and will go later); 75: cut or\n"
      "retry later; 76: fork or key mismatch; 77: not enrolled or revoked.",
      sync_opts, cmd_sync, 1},
+    {"pull", "[--quiet]",
+     "(coordinator) Replicate the project: fetch exactly what this store lacks of every\n"
+     "device, verify every signature, content hash and chain, and merge.",
+     pull_opts, cmd_pull, 1},
+    {"devices", "[--json]",
+     "(coordinator) Completeness per device, from the server's signed listing.", devices_opts,
+     cmd_devices, 1},
+    {"token", "create --role researcher [--name N] [--ttl 7d]",
+     "(coordinator) Make a researcher's enrollment token; prints it alone on stdout.", token_opts,
+     cmd_token, 1},
+    {"device", "revoke FEED [--accept-through SEQ]",
+     "(coordinator) Revoke a lost laptop: later pushes are refused.", revoke_opts, cmd_device, 1},
 };
 
 int

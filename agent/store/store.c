@@ -25,15 +25,17 @@ static const char *const stmt_sql[ST_COUNT] = {
                        " FROM entries e JOIN feeds f ON f.feed = e.feed WHERE e.record_id = ?1",
     [ST_RECORD_UPSERT] =
         "INSERT INTO records(id, state, owner, winner, winner_feed, winner_seq, gen, kind,"
-        " observed_ms, n_conflicts, last_own_seq) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11)"
+        " observed_ms, n_conflicts, last_own_seq, conflict_revs)"
+        " VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12)"
         " ON CONFLICT(id) DO UPDATE SET state = excluded.state, owner = excluded.owner,"
         " winner = excluded.winner, winner_feed = excluded.winner_feed,"
         " winner_seq = excluded.winner_seq, gen = excluded.gen, kind = excluded.kind,"
         " observed_ms = excluded.observed_ms, n_conflicts = excluded.n_conflicts,"
-        " last_own_seq = max(last_own_seq, excluded.last_own_seq)",
+        " last_own_seq = max(last_own_seq, excluded.last_own_seq),"
+        " conflict_revs = excluded.conflict_revs",
     [ST_ENTRY_CONTENT] = "SELECT content FROM entries WHERE feed = ?1 AND seq = ?2",
     [ST_RECORD_GET] = "SELECT r.id, r.state, r.owner, r.winner, r.gen, r.kind, r.observed_ms,"
-                      " r.n_conflicts, r.last_own_seq, e.content"
+                      " r.n_conflicts, r.last_own_seq, e.content, r.conflict_revs"
                       " FROM records r LEFT JOIN entries e"
                       " ON e.feed = r.winner_feed AND e.seq = r.winner_seq WHERE r.id = ?1",
 };

@@ -104,6 +104,8 @@ struct store_record {
     int synced;             /* every own revision of it is receipted by the server */
     unsigned char *content; /* the winner's content bytes, owned; NULL unless LIVE */
     size_t content_len;
+    unsigned char *conflict_revs; /* n_conflict_revs hashes, best first; owned */
+    size_t n_conflict_revs;
 };
 void store_record_release(struct store_record *r);
 
@@ -218,6 +220,48 @@ void store_receipt_release(struct store_receipt *r);
 FS_WUR enum fs_rc store_receipt_put(struct store *s, const unsigned char feed[PROTO_KEY_BYTES],
                                     uint64_t have_seq, const unsigned char *head, const char *text,
                                     struct fs_err *err);
+/* ---- other feeds (a coordinator's pull, corrections) ------------------------------- */
+
+#define STORE_FEED_PARTIAL 0x1u /* only some entries are held (corrections) */
+
+struct store_feed_info {
+    int known;
+    uint64_t have_seq; /* highest contiguous seq held from 1 */
+    int has_head;
+    unsigned char head[PROTO_HASH_BYTES];
+    unsigned flags;
+    int coordinator;
+};
+FS_WUR enum fs_rc store_feed_info(struct store *s, const unsigned char feed[PROTO_KEY_BYTES],
+                                  struct store_feed_info *out /* OUT */, struct fs_err *err);
+/* Adds another feed, or updates its name and role (name may be NULL). */
+FS_WUR enum fs_rc store_feed_upsert(struct store *s, const unsigned char feed[PROTO_KEY_BYTES],
+                                    const char *name, int coordinator, unsigned set_flags,
+                                    struct fs_err *err);
+
+/* One entry verified by the caller (signature, content hash, feed). */
+struct store_new_entry {
+    const struct proto_entry *parsed;
+    const unsigned char *hash;
+    const unsigned char *entry;
+    size_t entry_len;
+    const unsigned char *sig;
+    const unsigned char *content;
+    size_t content_len;
+};
+
+/* Appends a contiguous run of another feed's verified entries in one
+ * transaction: the first must follow the held head (entries already held
+ * must be identical), each must chain onto the one before. The records view
+ * follows. FS_EPROTO names feed and seq when something does not fit. */
+FS_WUR enum fs_rc store_feed_append(struct store *s, const unsigned char feed[PROTO_KEY_BYTES],
+                                    const struct store_new_entry *es, size_t n, struct fs_err *err);
+/* Keeps single verified entries of a feed held in part (corrections), in
+ * one transaction; an entry already held must be identical. */
+FS_WUR enum fs_rc store_feed_add_sparse(struct store *s, const unsigned char feed[PROTO_KEY_BYTES],
+                                        const struct store_new_entry *es, size_t n,
+                                        struct fs_err *err);
+
 /* Sets this device's role ("researcher" or "coordinator") after enrollment. */
 FS_WUR enum fs_rc store_self_role_set(struct store *s, const char *role, struct fs_err *err);
 

@@ -132,6 +132,7 @@ store_record_refresh(struct store *s, const char *id, const struct proto_content
     sqlite3_stmt *st;
     char kind[PROTO_KIND_MAX_BYTES + 1] = "";
     int64_t observed_ms = 0;
+    unsigned char *revs_blob = NULL;
     enum fs_rc rc;
     int r, merged = 0;
 
@@ -189,6 +190,20 @@ store_record_refresh(struct store *s, const char *id, const struct proto_content
     }
     sqlite3_bind_int64(st, 10, (sqlite3_int64)m.n_conflicts);
     sqlite3_bind_int64(st, 11, (sqlite3_int64)own_seq);
+    if (m.n_conflicts) {
+        size_t k;
+
+        revs_blob = malloc(m.n_conflicts * PROTO_HASH_BYTES);
+        if (!revs_blob) {
+            rc = fs_err_set(err, FS_ENOMEM, "out of memory");
+            goto out;
+        }
+        for (k = 0; k < m.n_conflicts; k++)
+            memcpy(revs_blob + k * PROTO_HASH_BYTES, rs.revs[m.conflicts[k]].hash,
+                   PROTO_HASH_BYTES);
+        sqlite3_bind_blob(st, 12, revs_blob, (int)(m.n_conflicts * PROTO_HASH_BYTES),
+                          SQLITE_STATIC);
+    }
     r = sqlite3_step(st);
     sqlite3_reset(st);
     if (r != SQLITE_DONE)
@@ -197,6 +212,7 @@ out:
     if (merged)
         proto_merge_release(&m);
     rev_set_release(&rs);
+    free(revs_blob);
     return rc;
 }
 
@@ -567,8 +583,11 @@ void
 store_record_release(struct store_record *r)
 {
     free(r->content);
+    free(r->conflict_revs);
     r->content = NULL;
     r->content_len = 0;
+    r->conflict_revs = NULL;
+    r->n_conflict_revs = 0;
 }
 
 enum fs_rc
@@ -631,7 +650,8 @@ server_have_seq(struct store *s)
 }
 
 /* Columns: id, state, owner, winner, gen, kind, observed_ms, n_conflicts,
- * last_own_seq, content — the order of ST_RECORD_GET and the list query. */
+ * last_own_seq, content, conflict_revs — the order of ST_RECORD_GET and the
+ * list query. */
 static enum fs_rc
 row_to_record(sqlite3_stmt *st, uint64_t have, struct store_record *r)
 {
@@ -650,6 +670,15 @@ row_to_record(sqlite3_stmt *st, uint64_t have, struct store_record *r)
     r->observed_ms = sqlite3_column_int64(st, 6);
     r->n_conflicts = (size_t)sqlite3_column_int64(st, 7);
     r->synced = (uint64_t)sqlite3_column_int64(st, 8) <= have;
+    if (sqlite3_column_bytes(st, 10) >= PROTO_HASH_BYTES) {
+        size_t n = (size_t)sqlite3_column_bytes(st, 10) / PROTO_HASH_BYTES;
+
+        r->conflict_revs = malloc(n * PROTO_HASH_BYTES);
+        if (!r->conflict_revs)
+            return FS_ENOMEM;
+        memcpy(r->conflict_revs, sqlite3_column_blob(st, 10), n * PROTO_HASH_BYTES);
+        r->n_conflict_revs = n;
+    }
     if (r->state == PROTO_REC_LIVE && sqlite3_column_type(st, 9) == SQLITE_BLOB) {
         r->content_len = (size_t)sqlite3_column_bytes(st, 9);
         r->content = malloc(r->content_len + 1);
@@ -697,8 +726,8 @@ store_records_each(struct store *s, const struct store_filter *f, store_record_c
 
     fs_buf_init(&sql, 4096);
     rc = fs_buf_adds(&sql, "SELECT r.id, r.state, r.owner, r.winner, r.gen, r.kind,"
-                           " r.observed_ms, r.n_conflicts, r.last_own_seq, e.content"
-                           " FROM records r LEFT JOIN entries e"
+                           " r.observed_ms, r.n_conflicts, r.last_own_seq, e.content,"
+                           " r.conflict_revs FROM records r LEFT JOIN entries e"
                            " ON e.feed = r.winner_feed AND e.seq = r.winner_seq WHERE 1");
     if (!rc && !f->with_deleted)
         rc = fs_buf_printf(&sql, " AND r.state <> %d", (int)PROTO_REC_TOMBSTONE);

@@ -61,6 +61,8 @@ static const char *const migrations[] = {
     "  receipt TEXT," /* the signed receipt as received */
     "  at TEXT NOT NULL"
     ") WITHOUT ROWID;",
+    /* 1 -> 2: the conflicting revisions of a record (hashes, best first). */
+    "ALTER TABLE records ADD COLUMN conflict_revs BLOB;",
 };
 
 #define SCHEMA_VERSION ((int)FS_ARRAY_LEN(migrations))

@@ -52,13 +52,13 @@ check_integrity(struct verify *v, struct fs_err *err)
 
 static enum fs_rc
 check_feed(struct verify *v, const unsigned char feed[PROTO_KEY_BYTES], uint64_t have_seq,
-           const void *head, int head_len, uint64_t *entries, struct fs_err *err)
+           const void *head, int head_len, int partial, uint64_t *entries, struct fs_err *err)
 {
     sqlite3_stmt *st = NULL;
-    unsigned char prev[PROTO_HASH_BYTES], hash[PROTO_HASH_BYTES];
+    unsigned char prev[PROTO_HASH_BYTES], hash[PROTO_HASH_BYTES], head_seen[PROTO_HASH_BYTES] = {0};
     char short_feed[17];
-    uint64_t last = 0;
-    int r, have_prev = 0;
+    uint64_t last = 0, contiguous = 0;
+    int r, have_prev = 0, head_ok = 0;
 
     proto_hex_encode(feed, 8, short_feed);
     r = sqlite3_prepare_v2(v->s->db,
@@ -93,6 +93,8 @@ check_feed(struct verify *v, const unsigned char feed[PROTO_KEY_BYTES], uint64_t
         if (e.seq != seq)
             problem(v, "feed %s seq %llu: the entry says seq %llu", short_feed,
                     (unsigned long long)seq, (unsigned long long)e.seq);
+        else if (partial && seq > have_seq)
+            ; /* held in part (corrections): single entries, each verified */
         else if (seq != last + 1)
             problem(v, "feed %s seq %llu: gap after seq %llu", short_feed, (unsigned long long)seq,
                     (unsigned long long)last);
@@ -114,6 +116,12 @@ check_feed(struct verify *v, const unsigned char feed[PROTO_KEY_BYTES], uint64_t
         memcpy(prev, hash, sizeof prev);
         have_prev = 1;
         last = seq;
+        if (seq == contiguous + 1)
+            contiguous = seq;
+        if (seq == have_seq) {
+            memcpy(head_seen, hash, sizeof head_seen);
+            head_ok = 1;
+        }
     }
     sqlite3_finalize(st);
     if (r != SQLITE_DONE) {
@@ -121,11 +129,11 @@ check_feed(struct verify *v, const unsigned char feed[PROTO_KEY_BYTES], uint64_t
                 (unsigned long long)last, sqlite3_errstr(r));
         return FS_OK;
     }
-    if (last != have_seq)
+    if (partial ? contiguous < have_seq : last != have_seq)
         problem(v, "feed %s: head says seq %llu but entries end at %llu", short_feed,
-                (unsigned long long)have_seq, (unsigned long long)last);
-    else if (last && (head_len != PROTO_HASH_BYTES || !have_prev ||
-                      memcmp(head, prev, PROTO_HASH_BYTES) != 0))
+                (unsigned long long)have_seq, (unsigned long long)(partial ? contiguous : last));
+    else if (have_seq && (head_len != PROTO_HASH_BYTES || !head_ok ||
+                          memcmp(head, head_seen, PROTO_HASH_BYTES) != 0))
         problem(v, "feed %s: head hash does not match entry %llu", short_feed,
                 (unsigned long long)last);
     return FS_OK;
@@ -209,8 +217,8 @@ store_verify(struct store *s, store_problem_cb cb, void *ctx, uint64_t *problems
     rc = check_integrity(&v, err);
     if (rc)
         goto out;
-    r = sqlite3_prepare_v2(s->db, "SELECT feed, have_seq, head FROM feeds ORDER BY feed", -1, &st,
-                           NULL);
+    r = sqlite3_prepare_v2(s->db, "SELECT feed, have_seq, head, flags FROM feeds ORDER BY feed", -1,
+                           &st, NULL);
     if (r != SQLITE_OK) {
         rc = store_sqlerr(s, r, "checking feeds", err);
         goto out;
@@ -221,7 +229,8 @@ store_verify(struct store *s, store_problem_cb cb, void *ctx, uint64_t *problems
             continue;
         }
         rc = check_feed(&v, sqlite3_column_blob(st, 0), (uint64_t)sqlite3_column_int64(st, 1),
-                        sqlite3_column_blob(st, 2), sqlite3_column_bytes(st, 2), entries, err);
+                        sqlite3_column_blob(st, 2), sqlite3_column_bytes(st, 2),
+                        (sqlite3_column_int(st, 3) & STORE_FEED_PARTIAL) != 0, entries, err);
         if (rc)
             goto out;
     }

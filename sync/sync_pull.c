@@ -1,0 +1,353 @@
+/* Pull, per feed (DESIGN §5): the coordinator keeps the highest seq it holds
+ * of each feed, lists the heads, and fetches exactly the ranges it lacks.
+ * Nothing the server says is trusted that a signature does not prove: the
+ * listing and the batches carry the server's signature, every entry its
+ * device's. */
+#include <inttypes.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "proto_auth.h"
+#include "proto_batch.h"
+#include "proto_json.h"
+#include "sync.h"
+
+#define PULL_LIMIT 2000
+
+static enum fs_rc
+pinned_key(struct store *s, unsigned char pk[PROTO_KEY_BYTES], struct fs_err *err)
+{
+    char *v = NULL;
+    enum fs_rc rc;
+
+    rc = store_setting_get(s, "server_key", &v, err);
+    if (rc)
+        return rc;
+    if (!v || proto_hex_decode(v, strlen(v), pk, PROTO_KEY_BYTES))
+        rc = fs_err_set(err, FS_EAUTH, "this device is not enrolled");
+    free(v);
+    return rc;
+}
+
+static enum fs_rc
+answer_error(const struct sync_resp *r, const char *what, struct fs_err *err)
+{
+    char code[64], msg[200];
+
+    sync_error_text(r, code, sizeof code, msg, sizeof msg);
+    if (r->status == 403 || r->status == 401)
+        return fs_err_set(err, FS_EAUTH, "the server refuses %s: %s", what, msg);
+    if (r->status == 503 || r->status == 429 || r->status >= 500)
+        return fs_err_set(err, FS_EAGAIN, "the server asks to retry %s later: %s", what, msg);
+    return fs_err_set(err, FS_EPROTO, "the server refused %s: %s", what, msg);
+}
+
+enum fs_rc
+sync_feeds_listing(struct store *s, struct sync_http *h, void **listing, struct fs_err *err)
+{
+    unsigned char pk[PROTO_KEY_BYTES];
+    struct sync_resp r;
+    char target[256], *project = NULL;
+    enum fs_rc rc;
+
+    *listing = NULL;
+    rc = pinned_key(s, pk, err);
+    if (!rc)
+        rc = store_setting_get(s, "project", &project, err);
+    if (rc)
+        goto out;
+    if (!project) {
+        rc = fs_err_set(err, FS_EAUTH, "this device is not enrolled in a project");
+        goto out;
+    }
+    snprintf(target, sizeof target, "/v1/projects/%s/feeds", project);
+    rc = sync_http_request(h, "GET", target, NULL, 0, 1, &r, err);
+    if (rc)
+        goto out;
+    if (r.status != 200) {
+        rc = answer_error(&r, "to list the project's devices", err);
+        goto out;
+    }
+    rc = proto_signed_open(PROTO_TAG_FEEDS, r.body, r.len, pk, listing, err);
+    if (!rc && (!json_is_array(json_object_get(*listing, "feeds")) ||
+                !json_is_string(json_object_get(*listing, "project")) ||
+                strcmp(json_string_value(json_object_get(*listing, "project")), project) != 0)) {
+        json_decref(*listing);
+        *listing = NULL;
+        rc = fs_err_set(err, FS_EPROTO, "the server's listing is for another project");
+    }
+out:
+    free(project);
+    return rc;
+}
+
+/* Verifies a server-signed batch and its frames; fills es (parsed into
+ * parsed[]) pointing into raw. feed NULL: a multi-feed batch, each entry
+ * verified against its own feed. */
+static enum fs_rc
+open_pull_batch(const struct sync_resp *r, const unsigned char server_pk[PROTO_KEY_BYTES],
+                const unsigned char *feed, uint64_t from, struct fs_buf *raw,
+                struct store_new_entry **es_out, struct proto_entry **parsed_out,
+                unsigned char (**hashes_out)[PROTO_HASH_BYTES], size_t *n_out, struct fs_err *err)
+{
+    struct proto_batch_limits lim;
+    struct proto_batch_view v;
+    struct proto_batch_header bh;
+    struct store_new_entry *es = NULL;
+    struct proto_entry *parsed = NULL;
+    unsigned char(*hashes)[PROTO_HASH_BYTES] = NULL;
+    size_t off = 0, i = 0;
+    char fhex[17];
+    enum fs_rc rc;
+
+    proto_batch_limits_default(&lim);
+    if (proto_batch_open(r->body, r->len, &lim, 0, &v, err) ||
+        sodium_memcmp(v.signer, server_pk, PROTO_KEY_BYTES) != 0 || proto_batch_verify(&v, err))
+        return fs_err_set(err, FS_EPROTO, "a batch from the server does not carry its signature");
+    if (proto_batch_header_parse(&v, &lim, &bh, err) || bh.purpose != PROTO_PURPOSE_PULL ||
+        (feed &&
+         (!bh.has_feed || memcmp(bh.feed, feed, PROTO_KEY_BYTES) != 0 || bh.from != from)) ||
+        (!feed && bh.has_feed))
+        return fs_err_set(err, FS_EPROTO, "a batch from the server is not the one asked for");
+    if (proto_batch_inflate(&v, &bh, raw, err))
+        return fs_err_set(err, FS_EPROTO, "a batch from the server is malformed: %s", err->msg);
+    es = calloc(bh.count ? bh.count : 1, sizeof *es);
+    parsed = calloc(bh.count ? bh.count : 1, sizeof *parsed);
+    hashes = calloc(bh.count ? bh.count : 1, sizeof *hashes);
+    if (!es || !parsed || !hashes) {
+        rc = fs_err_set(err, FS_ENOMEM, "out of memory");
+        goto fail;
+    }
+    for (;;) {
+        struct proto_frame fr;
+        struct proto_entry peek;
+        const unsigned char *ef;
+
+        rc = proto_batch_next(raw, &off, &fr, err);
+        if (rc == FS_ENOTFOUND)
+            break;
+        if (rc || i >= bh.count) {
+            rc = fs_err_set(err, FS_EPROTO, "a batch from the server has the wrong frames");
+            goto fail;
+        }
+        ef = feed;
+        if (!ef) {
+            if (proto_entry_parse(fr.entry, fr.entry_len, &peek, err)) {
+                rc = fs_err_set(err, FS_EPROTO, "a correction is not a valid entry");
+                goto fail;
+            }
+            ef = peek.feed;
+        }
+        rc = proto_entry_verify_full(fr.entry, fr.entry_len, fr.sig, fr.content, fr.content_len, ef,
+                                     0, &parsed[i], hashes[i], err);
+        if (rc) {
+            proto_hex_encode(ef, 8, fhex);
+            rc = fs_err_set(err, FS_EPROTO, "feed %s: %s — refused, nothing of this batch kept",
+                            fhex, err->msg);
+            goto fail;
+        }
+        es[i].parsed = &parsed[i];
+        es[i].hash = hashes[i];
+        es[i].entry = fr.entry;
+        es[i].entry_len = fr.entry_len;
+        es[i].sig = fr.sig;
+        es[i].content = fr.content;
+        es[i].content_len = fr.content_len;
+        i++;
+    }
+    if (i != bh.count || (feed && memcmp(hashes[i - 1], bh.to_hash, PROTO_HASH_BYTES) != 0)) {
+        rc = fs_err_set(err, FS_EPROTO, "a batch from the server does not match its header");
+        goto fail;
+    }
+    *es_out = es;
+    *parsed_out = parsed;
+    *hashes_out = hashes;
+    *n_out = i;
+    return FS_OK;
+fail:
+    free(es);
+    free(parsed);
+    free(hashes);
+    return rc;
+}
+
+/* Fetches feed's entries after what the store holds, up to have. */
+static enum fs_rc
+pull_feed(struct store *s, struct sync_http *h, const unsigned char server_pk[PROTO_KEY_BYTES],
+          const unsigned char feed[PROTO_KEY_BYTES], uint64_t have, uint64_t *fetched,
+          struct fs_err *err)
+{
+    struct store_feed_info fi;
+    struct fs_buf raw;
+    char hex[2 * PROTO_KEY_BYTES + 1], target[200];
+    enum fs_rc rc = FS_OK;
+
+    fs_buf_init(&raw, PROTO_BATCH_MAX_RAW);
+    proto_hex_encode(feed, PROTO_KEY_BYTES, hex);
+    for (;;) {
+        struct sync_resp r;
+        struct store_new_entry *es = NULL;
+        struct proto_entry *parsed = NULL;
+        unsigned char(*hashes)[PROTO_HASH_BYTES] = NULL;
+        size_t n = 0;
+
+        rc = store_feed_info(s, feed, &fi, err);
+        if (rc || fi.have_seq >= have)
+            break;
+        snprintf(target, sizeof target, "/v1/feeds/%s/entries?from=%" PRIu64 "&limit=%d", hex,
+                 fi.have_seq + 1, PULL_LIMIT);
+        rc = sync_http_request(h, "GET", target, NULL, 0, 1, &r, err);
+        if (rc)
+            break;
+        if (r.status == 204)
+            break; /* the server holds less than its listing said a moment ago */
+        if (r.status != 200) {
+            rc = answer_error(&r, "a pull", err);
+            break;
+        }
+        rc = open_pull_batch(&r, server_pk, feed, fi.have_seq + 1, &raw, &es, &parsed, &hashes, &n,
+                             err);
+        if (!rc)
+            rc = store_feed_append(s, feed, es, n, err);
+        free(es);
+        free(parsed);
+        free(hashes);
+        if (rc)
+            break;
+        *fetched += n;
+    }
+    fs_buf_release(&raw);
+    return rc;
+}
+
+enum fs_rc
+sync_pull(struct store *s, struct sync_http *h, sync_progress_cb progress, void *pctx,
+          struct sync_pull_result *out, struct fs_err *err)
+{
+    unsigned char pk[PROTO_KEY_BYTES], feed[PROTO_KEY_BYTES];
+    json_t *listing = NULL, *f;
+    uint64_t total = 0, done = 0;
+    size_t i;
+    enum fs_rc rc;
+
+    memset(out, 0, sizeof *out);
+    rc = pinned_key(s, pk, err);
+    if (!rc)
+        rc = sync_feeds_listing(s, h, (void **)&listing, err);
+    if (rc)
+        return rc;
+    /* First every feed's name and role, so that merges see the roles. */
+    json_array_foreach(json_object_get(listing, "feeds"), i, f)
+    {
+        const char *role = json_string_value(json_object_get(f, "role"));
+        const char *name = json_string_value(json_object_get(f, "name"));
+        uint64_t have;
+        struct store_feed_info fi;
+
+        if (proto_json_hex(json_object_get(f, "feed"), feed, PROTO_KEY_BYTES) || !role ||
+            proto_json_uint(json_object_get(f, "have_seq"), 0, &have)) {
+            rc = fs_err_set(err, FS_EPROTO, "the server's listing is malformed");
+            goto out;
+        }
+        rc = store_feed_upsert(s, feed, name, strcmp(role, "coordinator") == 0, 0, err);
+        if (!rc)
+            rc = store_feed_info(s, feed, &fi, err);
+        if (rc)
+            goto out;
+        out->feeds++;
+        if (memcmp(feed, store_feed(s), PROTO_KEY_BYTES) != 0 && have > fi.have_seq)
+            total += have - fi.have_seq;
+    }
+    json_array_foreach(json_object_get(listing, "feeds"), i, f)
+    {
+        uint64_t have, before;
+
+        if (proto_json_hex(json_object_get(f, "feed"), feed, PROTO_KEY_BYTES) ||
+            proto_json_uint(json_object_get(f, "have_seq"), 0, &have)) {
+            rc = fs_err_set(err, FS_EPROTO, "the server's listing is malformed");
+            goto out;
+        }
+        if (memcmp(feed, store_feed(s), PROTO_KEY_BYTES) == 0)
+            continue;
+        before = out->fetched;
+        rc = pull_feed(s, h, pk, feed, have, &out->fetched, err);
+        if (rc)
+            goto out;
+        done += out->fetched - before;
+        if (progress)
+            progress(pctx, done, total);
+    }
+out:
+    json_decref(listing);
+    return rc;
+}
+
+enum fs_rc
+sync_corrections(struct store *s, struct sync_http *h, uint64_t *got, struct fs_err *err)
+{
+    unsigned char pk[PROTO_KEY_BYTES];
+    char hex[2 * PROTO_KEY_BYTES + 1], target[220], *cursor = NULL;
+    struct fs_buf raw;
+    uint64_t since = 0;
+    int rounds = 0;
+    enum fs_rc rc;
+
+    *got = 0;
+    fs_buf_init(&raw, PROTO_BATCH_MAX_RAW);
+    rc = pinned_key(s, pk, err);
+    if (!rc)
+        rc = store_setting_get(s, "corrections_cursor", &cursor, err);
+    if (rc)
+        goto out;
+    if (cursor)
+        since = strtoull(cursor, NULL, 10);
+    proto_hex_encode(store_feed(s), PROTO_KEY_BYTES, hex);
+    while (rounds++ < 10000) {
+        struct sync_resp r;
+        struct store_new_entry *es = NULL;
+        struct proto_entry *parsed = NULL;
+        unsigned char(*hashes)[PROTO_HASH_BYTES] = NULL;
+        size_t n = 0, i;
+        char next[24];
+
+        snprintf(target, sizeof target, "/v1/feeds/%s/corrections?since=%" PRIu64, hex, since);
+        rc = sync_http_request(h, "GET", target, NULL, 0, 1, &r, err);
+        if (rc)
+            break;
+        if (r.status == 204)
+            break;
+        if (r.status != 200) {
+            rc = answer_error(&r, "corrections", err);
+            break;
+        }
+        if (!r.cursor || strtoull(r.cursor, NULL, 10) <= since) {
+            rc = fs_err_set(err, FS_EPROTO, "the server's corrections carry no cursor");
+            break;
+        }
+        snprintf(next, sizeof next, "%s", r.cursor);
+        rc = open_pull_batch(&r, pk, NULL, 0, &raw, &es, &parsed, &hashes, &n, err);
+        /* Each correction comes from a coordinator (the server vouches for
+         * it by signing the batch); kept one feed at a time. */
+        for (i = 0; !rc && i < n; i++) {
+            rc = store_feed_upsert(s, parsed[i].feed, NULL, 1, STORE_FEED_PARTIAL, err);
+            if (!rc)
+                rc = store_feed_add_sparse(s, parsed[i].feed, &es[i], 1, err);
+        }
+        free(es);
+        free(parsed);
+        free(hashes);
+        if (rc)
+            break;
+        *got += n;
+        since = strtoull(next, NULL, 10);
+        rc = store_setting_set(s, "corrections_cursor", next, err);
+        if (rc)
+            break;
+    }
+out:
+    free(cursor);
+    fs_buf_release(&raw);
+    return rc;
+}
