@@ -8,13 +8,16 @@
 enum fs_rc
 fs_err_set(struct fs_err *err, enum fs_rc rc, const char *fmt, ...)
 {
+    char line[FS_ERR_MAX];
     va_list ap;
 
     if (!err)
         return rc;
+    /* Formatted aside first: the arguments may quote err->msg itself. */
     va_start(ap, fmt);
-    vsnprintf(err->msg, sizeof err->msg, fmt, ap);
+    vsnprintf(line, sizeof line, fmt, ap);
     va_end(ap);
+    memcpy(err->msg, line, sizeof line);
     return rc;
 }
 

@@ -128,6 +128,10 @@ int srv_api_route_known(const char *method, const char *url, size_t *max_body);
 /* Fills a JSON error answer {"error","message"}; refusals are counted. */
 void srv_resp_error(struct srv *s, struct srv_resp *rs, unsigned status, const char *code,
                     const char *message);
+/* GET /v1/projects/{p}/records.{csv,jsonl,geojson} (srv_export.c); the
+ * caller has checked that the requester coordinates p. */
+void srv_export(struct srv *s, struct srv_db *db, const struct srv_req *rq, const char *project,
+                const char *rest, struct srv_resp *rs);
 /* Renders /metrics (Prometheus text). */
 void srv_metrics_render(struct srv *s, struct fs_buf *out);
 

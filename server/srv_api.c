@@ -875,18 +875,6 @@ project_revoke(struct srv *s, struct srv_db *db, const struct srv_req *rq, const
         srv_resp_error(s, rs, 500, "internal", "out of memory");
 }
 
-/* Wired to srv_export once the shared export module is in. */
-static void
-export_records(struct srv *s, struct srv_db *db, const struct srv_req *rq, const char *project,
-               const char *rest, struct srv_resp *rs)
-{
-    (void)db;
-    (void)rq;
-    (void)project;
-    (void)rest;
-    srv_resp_error(s, rs, 404, "not_found", "exports are not available yet");
-}
-
 static void
 project_api(struct srv *s, struct srv_db *db, const struct srv_req *rq, const char *project,
             const char *rest, struct srv_resp *rs)
@@ -906,7 +894,7 @@ project_api(struct srv *s, struct srv_db *db, const struct srv_req *rq, const ch
     else if (strcmp(rest, "revocations") == 0)
         project_revoke(s, db, rq, project, rs);
     else
-        export_records(s, db, rq, project, rest, rs);
+        srv_export(s, db, rq, project, rest, rs);
 }
 
 /* "/v1/projects/<p>/<rest>": the project (into p) and the rest, or -1. */

@@ -16,6 +16,18 @@
 
 #define PULL_LIMIT 2000
 
+static int
+atoi_ok(const char *v, size_t *out)
+{
+    char *end;
+    unsigned long long n = strtoull(v, &end, 10);
+
+    if (*v < '0' || *v > '9' || *end || n == 0 || n > 5000)
+        return -1;
+    *out = (size_t)n;
+    return 0;
+}
+
 static enum fs_rc
 pinned_key(struct store *s, unsigned char pk[PROTO_KEY_BYTES], struct fs_err *err)
 {
@@ -144,8 +156,8 @@ open_pull_batch(const struct sync_resp *r, const unsigned char server_pk[PROTO_K
                                      0, &parsed[i], hashes[i], err);
         if (rc) {
             proto_hex_encode(ef, 8, fhex);
-            rc = fs_err_set(err, FS_EPROTO, "feed %s: %s — refused, nothing of this batch kept",
-                            fhex, err->msg);
+            rc = fs_err_set(err, FS_EPROTO, "feed %s: %s; nothing of this batch was kept", fhex,
+                            err->msg);
             goto fail;
         }
         es[i].parsed = &parsed[i];
@@ -181,9 +193,14 @@ pull_feed(struct store *s, struct sync_http *h, const unsigned char server_pk[PR
 {
     struct store_feed_info fi;
     struct fs_buf raw;
-    char hex[2 * PROTO_KEY_BYTES + 1], target[200];
+    char hex[2 * PROTO_KEY_BYTES + 1], target[200], *v = NULL;
+    size_t page = PULL_LIMIT;
     enum fs_rc rc = FS_OK;
 
+    /* The page size: a setting, for slow links and for tests. */
+    if (store_setting_get(s, "pull_page", &v, err) == FS_OK && v && atoi_ok(v, &page) != 0)
+        page = PULL_LIMIT;
+    free(v);
     fs_buf_init(&raw, PROTO_BATCH_MAX_RAW);
     proto_hex_encode(feed, PROTO_KEY_BYTES, hex);
     for (;;) {
@@ -196,8 +213,8 @@ pull_feed(struct store *s, struct sync_http *h, const unsigned char server_pk[PR
         rc = store_feed_info(s, feed, &fi, err);
         if (rc || fi.have_seq >= have)
             break;
-        snprintf(target, sizeof target, "/v1/feeds/%s/entries?from=%" PRIu64 "&limit=%d", hex,
-                 fi.have_seq + 1, PULL_LIMIT);
+        snprintf(target, sizeof target, "/v1/feeds/%s/entries?from=%" PRIu64 "&limit=%zu", hex,
+                 fi.have_seq + 1, page);
         rc = sync_http_request(h, "GET", target, NULL, 0, 1, &r, err);
         if (rc)
             break;

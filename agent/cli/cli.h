@@ -123,5 +123,6 @@ int cmd_list(struct cli *, const struct cli_cmd *, int, char **);
 int cmd_status(struct cli *, const struct cli_cmd *, int, char **);
 int cmd_config(struct cli *, const struct cli_cmd *, int, char **);
 int cmd_verify(struct cli *, const struct cli_cmd *, int, char **);
+int cmd_export(struct cli *, const struct cli_cmd *, int, char **);
 
 #endif

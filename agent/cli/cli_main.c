@@ -42,6 +42,14 @@ static const struct cli_opt list_opts[] = {
 static const struct cli_opt status_opts[] = {{"json", 0, NULL, "machine-readable output"},
                                              {NULL, 0, NULL, NULL}};
 
+static const struct cli_opt export_opts[] = {
+    {"format", 1, "csv|jsonl|geojson", "the format"},
+    {"out", 1, "F", "write to F (whole or not at all) instead of standard output"},
+    {"kind", 1, "K", "only this kind"},
+    {"since", 1, "T", "only records observed at or after T (compared in UTC)"},
+    {"excel", 0, NULL, "CSV for Excel: a byte order mark, formula-like text cells neutralised"},
+    {NULL, 0, NULL, NULL}};
+
 static const struct cli_cmd commands[] = {
     {"init", "--name NAME", "Make this device's keys and its store.", init_opts, cmd_init, 0},
     {"add", "KIND [options]",
@@ -60,6 +68,9 @@ static const struct cli_cmd commands[] = {
     {"rm", "ID", "Delete a record (a signed delete; history is kept).", no_opts, cmd_rm, 1},
     {"resolve", "ID --keep REV", "Settle a conflict: keep one revision, delete the others.",
      resolve_opts, cmd_resolve, 1},
+    {"export", "--format csv|jsonl|geojson [--out F] [--kind K] [--since T] [--excel]",
+     "Export the merged records for analysis (Excel, R, Stata, QGIS).", export_opts, cmd_export,
+     1},
     {"config", "[get KEY | set KEY VALUE | unset KEY]",
      "Show or change this store's settings; without arguments, every value and its source.",
      no_opts, cmd_config, 1},

@@ -1,0 +1,262 @@
+"""Core 3 end to end: coordinators pull the project per feed, verify it
+themselves, correct and resolve, researchers see corrections, exports agree
+everywhere and round-trip; authorisation holds."""
+
+import csv
+import io
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import unittest
+
+sys.path.insert(0, os.path.dirname(__file__))
+from fsenv import (BIN, RECORDS_1K, Device, Server, TempTestCase,  # noqa: E402
+                   enrolled_device, feed_of, load_jsonl)
+
+FSTOOL = os.path.join(BIN, "tests", "tools", "fstool")
+META = ("id", "state", "gen", "feed", "synced", "conflicts")
+
+
+def content_of(rec):
+    return {k: v for k, v in rec.items() if k not in META}
+
+
+def jsonl(text):
+    return [json.loads(l) for l in text.splitlines() if l.strip()]
+
+
+class CoordTest(TempTestCase):
+    def setUp(self):
+        super().setUp()
+        self.server = Server(self.tmp).start()
+        self.rng = random.Random(int(os.environ.get("FS_SEED", "2026")))
+
+    def tearDown(self):
+        self.server.stop()
+        super().tearDown()
+
+    def server_export(self, coord, fmt="jsonl", query=""):
+        target = "/v1/projects/demo/records.%s%s" % (fmt, query)
+        auth = os.path.join(self.tmp, "auth.txt")
+        subprocess.run([FSTOOL, coord.home, "0", "0", auth, "auth", self.server.key, target],
+                       check=True)
+        with open(auth) as f:
+            header = f.read()
+        status, body = self.server.request("GET", target, headers={"Authorization": header})
+        self.assertEqual(status, 200, body[:200])
+        return body.decode()
+
+    def sync_all(self, devs):
+        order = list(devs)
+        self.rng.shuffle(order)
+        for d in order:
+            d.ok("config", "set", "batch_max_entries", str(self.rng.choice([1, 7, 50, 400, 5000])))
+            d.ok("sync")
+
+    def test_pull_correct_resolve_export(self):
+        src = load_jsonl(RECORDS_1K)
+        # Notes that test every CSV and JSON corner.
+        for i, o in enumerate(src[:30]):
+            o["note"] = ['comma, "quote" and\nnewline', "=SUM(A1:A9) 宝坻区", "tab\there\r\nCRLF",
+                         "  leading and trailing  ", "@mention +plus -minus"][i % 5] + " #%d" % i
+        researchers = []
+        ledger = {}
+        for n in range(3):
+            dev = enrolled_device(self.tmp, self.server, name="r%d" % n)
+            path = os.path.join(self.tmp, "r%d.jsonl" % n)
+            with open(path, "w", encoding="utf-8") as f:
+                for o in src[n * 300:(n + 1) * 300]:
+                    f.write(json.dumps(o, ensure_ascii=False) + "\n")
+            dev.ok("import", path)
+            for r in dev.records():
+                ledger[r["id"]] = content_of(r)
+            researchers.append(dev)
+        c1 = enrolled_device(self.tmp, self.server, name="c1", role="coordinator")
+        c2 = enrolled_device(self.tmp, self.server, name="c2", role="coordinator")
+        c1.ok("config", "set", "pull_page", "50")
+        c2.ok("config", "set", "pull_page", "1000")
+        # Researchers edit and delete a few of their own.
+        for dev in researchers:
+            recs = dev.records()
+            for r in self.rng.sample(recs, 5):
+                note = "edited by owner: %s, \"again\"" % r["id"][-4:]
+                dev.ok("edit", r["id"], "--note", note)
+                ledger[r["id"]]["note"] = note
+            for r in self.rng.sample(recs, 3):
+                if r["id"] in ledger and ledger[r["id"]]["note"].startswith("edited"):
+                    continue
+                dev.ok("rm", r["id"])
+                del ledger[r["id"]]
+        self.sync_all(researchers)
+        c2.ok("pull")  # an early, partial view
+        c1.ok("pull")
+        r0, r1, r2 = researchers
+        x = r0.records()[10]["id"]
+        y = r1.records()[20]["id"]
+        z = r2.records()[30]["id"]
+        # A concurrent researcher/coordinator edit of X.
+        r0.ok("edit", x, "--note", "owner's version")
+        c1.ok("edit", x, "--note", "coordinator's version")
+        # A delete racing an edit of Y.
+        r1.ok("rm", y)
+        c1.ok("edit", y, "--note", "kept by the coordinator")
+        # A correction of Z that its owner will see.
+        c1.ok("edit", z, "--field", "topic=corrected topic")
+        self.sync_all(researchers + [c1])
+        c1.ok("pull")
+        shown = json.loads(c1.ok("show", x, "--json").out)
+        self.assertEqual(shown["conflicts"], 1)
+        mine = [rv for rv in shown["revisions"]
+                if rv["feed"] == feed_of(c1) and rv["state"] in ("winner", "conflict")]
+        self.assertEqual(len(mine), 1)
+        self.assertIn(x[:8], c1.ok("list", "--conflicts").out)
+        c1.ok("resolve", x, "--keep", mine[0]["rev"][:12])
+        ledger[x]["note"] = "coordinator's version"
+        ledger[y]["note"] = "kept by the coordinator"
+        c1.ok("sync")
+        # The owner of Z syncs, sees the correction, edits on top: no conflict.
+        r2.ok("sync")
+        self.assertEqual(r2.records()[30]["fields"]["topic"], "corrected topic")
+        r2.ok("edit", z, "--note", "owner after the correction")
+        ledger[z]["fields"]["topic"] = "corrected topic"
+        ledger[z]["note"] = "owner after the correction"
+        self.sync_all(researchers)
+        c1.ok("pull")
+        c2.ok("pull")
+        e1 = c1.ok("export", "--format", "jsonl").out
+        e2 = c2.ok("export", "--format", "jsonl").out
+        es = self.server_export(c1)
+        self.assertEqual(e1, e2, "two coordinators disagree")
+        self.assertEqual(e1, es, "the server's merged view disagrees with a coordinator's")
+        got = {r["id"]: r for r in jsonl(e1)}
+        self.assertEqual(set(got), set(ledger))
+        for rid, want in ledger.items():
+            rec = got[rid]
+            self.assertEqual(rec["conflicts"], [], rid)
+            self.assertEqual({k: v for k, v in rec.items() if k not in ("id", "gen", "feed",
+                                                                         "conflicts")}, want)
+        self.assertIn("ok:", c1.ok("verify").out)
+        self.assertIn("ok:", r2.ok("verify").out)
+        # CSV read back by a CSV reader round-trips every value.
+        text = c1.ok("export", "--format", "csv").stdout.decode("utf-8")
+        self.assertFalse(text.startswith("\ufeff"))
+        rows = list(csv.DictReader(io.StringIO(text, newline="")))
+        self.assertEqual(len(rows), len(ledger))
+        for row in rows:
+            want = ledger[row["id"]]
+            self.assertEqual(row["note"], want.get("note", ""))
+            self.assertEqual(row["kind"], want["kind"])
+            self.assertEqual(row["region"], want["site"]["region"])
+            self.assertEqual(float(row["lat"]), want["site"]["lat"])
+            self.assertEqual(float(row["lon"]), want["site"]["lon"])
+            for k, v in want.get("fields", {}).items():
+                self.assertEqual(row["field:" + k], v)
+        formula = [r for r in rows if r["note"].startswith("=")]
+        self.assertTrue(formula)
+        xl = c1.ok("export", "--format", "csv", "--excel").stdout.decode("utf-8")
+        self.assertTrue(xl.startswith("\ufeff"))
+        xrows = {r["id"]: r for r in csv.DictReader(io.StringIO(xl[1:], newline=""))}
+        for r in formula:
+            self.assertEqual(xrows[r["id"]]["note"], "'" + r["note"])
+        geo = json.loads(c1.ok("export", "--format", "geojson").out)
+        self.assertEqual(len(geo["features"]), len(ledger))
+        f0 = geo["features"][0]
+        self.assertEqual(f0["geometry"]["coordinates"],
+                         [ledger[f0["id"]]["site"]["lon"], ledger[f0["id"]]["site"]["lat"]])
+
+    def test_interrupted_pull_resumes_to_the_same_store(self):
+        devs = []
+        for n in range(2):
+            dev = enrolled_device(self.tmp, self.server, name="r%d" % n)
+            dev.ok("import", RECORDS_1K)
+            dev.ok("sync")
+            devs.append(dev)
+        ref = enrolled_device(self.tmp, self.server, name="ref", role="coordinator")
+        ref.ok("pull")
+        cut = enrolled_device(self.tmp, self.server, name="cut", role="coordinator")
+        cut.ok("config", "set", "pull_page", "20")
+        kills = 0
+        for _ in range(15):
+            p = subprocess.Popen([os.path.join(BIN, "fieldsync"), "--home", cut.home, "pull",
+                                  "--quiet"], stderr=subprocess.DEVNULL)
+            try:
+                p.wait(timeout=self.rng.uniform(0.05, 0.4))
+            except subprocess.TimeoutExpired:
+                p.send_signal(signal.SIGKILL)
+                p.wait()
+                kills += 1
+        self.assertGreater(kills, 0)
+        cut.ok("pull")
+        self.assertEqual(cut.ok("export", "--format", "jsonl").out,
+                         ref.ok("export", "--format", "jsonl").out)
+        self.assertIn("ok: 2000 entries", cut.ok("verify").out)
+
+    def test_tampered_entry_is_refused_and_named(self):
+        dev = enrolled_device(self.tmp, self.server, name="r0")
+        for i in range(40):
+            dev.add("interview", "--note", "n%d" % i)
+        dev.ok("sync")
+        self.server.stop()
+        import sqlite3
+        db = sqlite3.connect(os.path.join(self.server.data, "server.db"))
+        content = bytearray(db.execute("SELECT content FROM entries WHERE seq = 17").fetchone()[0])
+        content[-4] ^= 0x01
+        db.execute("UPDATE entries SET content = ? WHERE seq = 17", (bytes(content),))
+        db.commit()
+        db.close()
+        self.server.start()
+        co = enrolled_device(self.tmp, self.server, name="co", role="coordinator")
+        p = co.run("pull")
+        self.assertOneLineError(p, 76)
+        self.assertIn(feed_of(dev)[:16], p.err)
+        self.assertIn("17", p.err)
+        # Nothing of the refused batch was kept.
+        db = co.db()
+        n = db.execute("SELECT count(*) FROM entries WHERE feed = ?",
+                       (bytes.fromhex(feed_of(dev)),)).fetchone()[0]
+        db.close()
+        self.assertLess(n, 17)
+
+    def test_authorisation(self):
+        r = enrolled_device(self.tmp, self.server, name="r0")
+        r.add("interview", "--note", "x")
+        r.ok("sync")
+        for args in (["pull"], ["devices"], ["token", "create", "--role", "researcher"],
+                     ["device", "revoke", feed_of(r)]):
+            p = r.run(*args)
+            self.assertOneLineError(p, 77)
+        other = enrolled_device(self.tmp, self.server, name="o", project="other",
+                                role="coordinator")
+        # Its own project is empty of demo's devices; demo's data stays closed.
+        other.ok("pull")
+        self.assertEqual(other.records(), [])
+        p = other.run("device", "revoke", feed_of(r))
+        self.assertEqual(p.returncode, 65, p.err)
+        for target in ("/v1/projects/demo/feeds", "/v1/feeds/%s/entries?from=1" % feed_of(r),
+                       "/v1/projects/demo/records.csv", "/v1/feeds/%s/corrections" % feed_of(r)):
+            auth = os.path.join(self.tmp, "auth.txt")
+            subprocess.run([FSTOOL, other.home, "0", "0", auth, "auth", self.server.key, target],
+                           check=True)
+            with open(auth) as f:
+                header = f.read()
+            status, _ = self.server.request("GET", target, headers={"Authorization": header})
+            self.assertEqual(status, 403, target)
+        # A coordinator's researcher token works; a revoked device stops.
+        co = enrolled_device(self.tmp, self.server, name="co", role="coordinator")
+        tok = co.ok("token", "create", "--role", "researcher", "--name", "new").out.strip()
+        new = Device(self.tmp, "new")
+        new.init()
+        new.ok("enroll", self.server.url, "--token-file", "-", input=tok)
+        co.ok("device", "revoke", feed_of(new))
+        new.add("interview", "--note", "y")
+        self.assertOneLineError(new.run("sync"), 77)
+        devs = json.loads(co.ok("devices", "--json").out)
+        self.assertEqual({d["name"] for d in devs}, {"r0", "co", "new"})
+        self.assertTrue([d for d in devs if d["name"] == "new"][0]["revoked"])
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
