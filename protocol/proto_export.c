@@ -194,7 +194,7 @@ csv_text(struct fs_buf *b, const char *s, size_t len, int neutralise)
         quote = s[i] == ',' || s[i] == '"' || s[i] == '\r' || s[i] == '\n';
     if (quote)
         W(fs_buf_addc(b, '"'));
-    if (neutralise && len && memchr("=+@", s[0], 3))
+    if (neutralise && len && memchr("=+-@", s[0], 4))
         W(fs_buf_addc(b, '\''));
     if (quote) {
         for (i = 0; i < len; i++) {
@@ -309,8 +309,6 @@ jsonl_attachment(struct fs_buf *b, const struct proto_attachment *a, const char 
     return rc;
 }
 
-/* Fills x->vals with the record's value for every field column. A field the
- * set lacks would be lost without a word, so it refuses the record. */
 static int
 field_cmp(const void *a, const void *b)
 {
@@ -319,6 +317,9 @@ field_cmp(const void *a, const void *b)
     return strcmp((*fa)->name, (*fb)->name);
 }
 
+/* Fills x->vals with the record's value for every field column, walking the
+ * record's fields and the set's names in the same byte order. A field the set
+ * lacks would be lost without a word, so it refuses the record. */
 static enum fs_rc
 map_fields(struct proto_export *x, const struct proto_export_record *r,
            const struct proto_content *c, struct fs_err *err)

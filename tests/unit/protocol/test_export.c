@@ -15,8 +15,18 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Heap in use: ASan's count under the sanitizer (GCC does not ship the
+ * sanitizer headers, so the function libasan exports is declared here),
+ * glibc's otherwise. */
 #if defined(__SANITIZE_ADDRESS__)
-#include <sanitizer/allocator_interface.h>
+#define FS_TEST_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define FS_TEST_ASAN 1
+#endif
+#endif
+#ifdef FS_TEST_ASAN
+size_t __sanitizer_get_current_allocated_bytes(void);
 #else
 #include <malloc.h>
 #endif
@@ -38,7 +48,7 @@ static const char content_a[] =
     "{\"kind\":\"interview\",\"observed_at\":\"2026-11-28T09:30:00+08:00\",\"author\":\"Ye, T.\","
     "\"site\":{\"name\":\"宝坻 \\\"科学\\\" Town\",\"region\":\"天津市/宝坻区\",\"lat\":39.717,"
     "\"lon\":-117.309,\"acc_m\":8},"
-    "\"fields\":{\"topic\":\"产业转移, transfer\",\"role\":\"=official\"},"
+    "\"fields\":{\"topic\":\"产业转移\\rtransfer\",\"role\":\"=official\"},"
     "\"note\":\"=HYPERLINK(\\\"x\\\")\\r\\nsecond line, with comma\","
     "\"attachments\":[{\"name\":\"talk.m4a\",\"hash\":\"" ATT_HASH "\",\"size\":48211234,"
     "\"type\":\"audio/mp4\"},{\"name\":\"现场 photo.jpg\",\"hash\":\"" ATT_HASH "\","
@@ -46,7 +56,7 @@ static const char content_a[] =
 
 /* Record B: no GPS, no owner, no conflicts, other fields. */
 static const char content_b[] = "{\"kind\":\"note\",\"observed_at\":\"2026-11-29T01:00:00Z\","
-                                "\"fields\":{\"Alpha\":\"x\",\"zeta\":\"-z\"}}";
+                                "\"fields\":{\"Alpha\":\"x\\ny\",\"zeta\":\"-z\"}}";
 
 static const char header_cols[] = "id,kind,gen,observed_at,author,site,region,lat,lon,acc_m,note,"
                                   "attachments,feed,conflicts,field:Alpha,field:role,field:topic,"
@@ -56,15 +66,15 @@ static const char row_a[] =
     ID_A ",interview,3,2026-11-28T09:30:00+08:00,\"Ye, T.\",\"宝坻 \"\"科学\"\" Town\","
          "天津市/宝坻区,39.717,-117.309,8,\"=HYPERLINK(\"\"x\"\")\r\nsecond line, with comma\","
          "talk.m4a; 现场 photo.jpg," FEED_HEX "," C1_HEX " " C2_HEX ",,=official,"
-         "\"产业转移, transfer\",\r\n";
-static const char row_b[] = ID_B ",note,1,2026-11-29T01:00:00Z,,,,,,,,,,,x,,,-z\r\n";
+         "\"产业转移\rtransfer\",\r\n";
+static const char row_b[] = ID_B ",note,1,2026-11-29T01:00:00Z,,,,,,,,,,,\"x\ny\",,,-z\r\n";
 
 static const char row_a_excel[] =
     ID_A ",interview,3,2026-11-28T09:30:00+08:00,\"Ye, T.\",\"宝坻 \"\"科学\"\" Town\","
          "天津市/宝坻区,39.717,-117.309,8,\"'=HYPERLINK(\"\"x\"\")\r\nsecond line, with comma\","
          "talk.m4a; 现场 photo.jpg," FEED_HEX "," C1_HEX " " C2_HEX ",,'=official,"
-         "\"产业转移, transfer\",\r\n";
-static const char row_b_excel[] = ID_B ",note,1,2026-11-29T01:00:00Z,,,,,,,,,,,x,,,'-z\r\n";
+         "\"产业转移\rtransfer\",\r\n";
+static const char row_b_excel[] = ID_B ",note,1,2026-11-29T01:00:00Z,,,,,,,,,,,\"x\ny\",,,'-z\r\n";
 
 static unsigned char feed_a[PROTO_KEY_BYTES];
 static unsigned char conflicts_a[2][PROTO_HASH_BYTES];
@@ -328,10 +338,10 @@ test_csv_roundtrip(void **state)
                                          C1_HEX " " C2_HEX,
                                          "",
                                          "=official",
-                                         "产业转移, transfer",
+                                         "产业转移\rtransfer",
                                          ""};
     static const char *const want_b[] = {
-        ID_B, "note", "1", "2026-11-29T01:00:00Z", "", "", "", "", "", "", "", "", "", "", "x",
+        ID_B, "note", "1", "2026-11-29T01:00:00Z", "", "", "", "", "", "", "", "", "", "", "x\ny",
         "",   "",     "-z"};
     struct proto_export_record recs[2];
     struct sink s;
@@ -610,7 +620,7 @@ test_geojson(void **state)
     assert_int_equal(json_integer_value(json_object_get(props, "gen")), 3);
     assert_true(json_is_null(json_object_get(props, "field:Alpha")));
     assert_string_equal(json_string_value(json_object_get(props, "field:topic")),
-                        "产业转移, transfer");
+                        "产业转移\rtransfer");
 
     f = json_array_get(feats, 1);
     assert_true(json_is_null(json_object_get(f, "geometry")));
@@ -807,6 +817,59 @@ test_invalid_record(void **state)
     fs_buf_release(&s.out);
 }
 
+/* A row beyond PROTO_EXPORT_ROW_MAX_BYTES is refused whole: nothing of it is
+ * written (no half row, no stray GeoJSON comma) and the writer goes on. */
+static void
+test_row_too_big(void **state)
+{
+    static const enum proto_export_format formats[] = {PROTO_EXPORT_CSV, PROTO_EXPORT_JSONL,
+                                                       PROTO_EXPORT_GEOJSON};
+    size_t n = PROTO_EXPORT_ROW_MAX_BYTES / PROTO_HEX_KEY_LEN;
+    unsigned char(*many)[PROTO_HASH_BYTES] = calloc(n, PROTO_HASH_BYTES);
+    const char *contents[] = {content_a};
+    struct proto_field_set *fs = field_set_of(contents, 1);
+    struct fs_err err;
+    size_t f;
+
+    (void)state;
+    assert_non_null(many);
+    for (f = 0; f < FS_ARRAY_LEN(formats); f++) {
+        struct proto_export_opts o = {formats[f], 0};
+        struct proto_export_record r = record_a();
+        struct proto_export *x = NULL;
+        size_t writes;
+        struct sink s;
+
+        sink_init(&s, 1);
+        assert_int_equal(proto_export_new(&o, fs, sink_write, &s, &x), FS_OK);
+        writes = s.writes;
+        r.conflicts = (const unsigned char(*)[PROTO_HASH_BYTES])many;
+        r.n_conflicts = n;
+        fs_err_clear(&err);
+        assert_int_equal(proto_export_add(x, &r, &err), FS_ETOOBIG);
+        assert_non_null(strstr(err.msg, ID_A));
+        assert_int_equal(s.writes, writes);
+        r = record_a();
+        assert_int_equal(proto_export_add(x, &r, &err), FS_OK);
+        assert_int_equal(proto_export_finish(x, &err), FS_OK);
+        assert_int_equal(proto_export_count(x), 1);
+        if (formats[f] == PROTO_EXPORT_GEOJSON) {
+            json_error_t je;
+            json_t *j = json_loads(sink_text(&s), JSON_REJECT_DUPLICATES, &je);
+
+            assert_non_null(j);
+            assert_int_equal(json_array_size(json_object_get(j, "features")), 1);
+            json_decref(j);
+        } else {
+            assert_int_equal(s.writes, writes + 1);
+        }
+        proto_export_free(x);
+        fs_buf_release(&s.out);
+    }
+    proto_field_set_free(fs);
+    free(many);
+}
+
 /* The field set is capped at PROTO_EXPORT_FIELDS_MAX distinct names. */
 static void
 test_field_set_cap(void **state)
@@ -845,7 +908,7 @@ test_field_set_cap(void **state)
 static size_t
 allocated_bytes(void)
 {
-#if defined(__SANITIZE_ADDRESS__)
+#ifdef FS_TEST_ASAN
     return __sanitizer_get_current_allocated_bytes();
 #else
     return mallinfo2().uordblks;
@@ -906,8 +969,8 @@ main(void)
         cmocka_unit_test(test_csv_empty_and_paths), cmocka_unit_test(test_jsonl),
         cmocka_unit_test(test_jsonl_paths),         cmocka_unit_test(test_geojson),
         cmocka_unit_test(test_write_failure),       cmocka_unit_test(test_invalid_content),
-        cmocka_unit_test(test_invalid_record),      cmocka_unit_test(test_field_set_cap),
-        cmocka_unit_test(test_streaming_memory),
+        cmocka_unit_test(test_invalid_record),      cmocka_unit_test(test_row_too_big),
+        cmocka_unit_test(test_field_set_cap),       cmocka_unit_test(test_streaming_memory),
     };
 
     return cmocka_run_group_tests(tests, group_setup, NULL);
