@@ -100,35 +100,41 @@ proto_req_auth_format(const struct proto_req_auth *a, char out[PROTO_AUTH_HEADER
              feed, a->ts, nonce, sig);
 }
 
-/* The signed text of a request (without the tag). Caller frees. */
+/* The signed text of a request (without the tag); line is its fifth line:
+ * the body's hash in hex, or "offset:length" for a blob chunk. Caller frees. */
 static char *
-req_text(const struct proto_req_auth *a, const char *method, const char *target, const void *body,
-         size_t body_len, const unsigned char server_pk[PROTO_KEY_BYTES], size_t *len)
+req_text(const struct proto_req_auth *a, const char *method, const char *target, const char *line,
+         const unsigned char server_pk[PROTO_KEY_BYTES], size_t *len)
 {
-    unsigned char bh[PROTO_HASH_BYTES];
-    char bhex[2 * PROTO_HASH_BYTES + 1], nonce[2 * PROTO_NONCE_BYTES + 1],
-        spk[2 * PROTO_KEY_BYTES + 1];
+    char nonce[2 * PROTO_NONCE_BYTES + 1], spk[2 * PROTO_KEY_BYTES + 1];
     char *t = NULL;
     int n;
 
-    proto_hash(body_len ? body : "", body_len, bh);
-    proto_hex_encode(bh, PROTO_HASH_BYTES, bhex);
     proto_hex_encode(a->nonce, PROTO_NONCE_BYTES, nonce);
     proto_hex_encode(server_pk, PROTO_KEY_BYTES, spk);
-    n = asprintf(&t, "%s\n%s\n%" PRId64 "\n%s\n%s\n%s", method, target, a->ts, nonce, bhex, spk);
+    n = asprintf(&t, "%s\n%s\n%" PRId64 "\n%s\n%s\n%s", method, target, a->ts, nonce, line, spk);
     if (n < 0)
         return NULL;
     *len = (size_t)n;
     return t;
 }
 
-void
-proto_req_sign(struct proto_req_auth *a, const char *method, const char *target, const void *body,
-               size_t body_len, const unsigned char server_pk[PROTO_KEY_BYTES],
-               const unsigned char sk[PROTO_SECRET_BYTES])
+static void
+body_line(const void *body, size_t body_len, char out[2 * PROTO_HASH_BYTES + 1])
+{
+    unsigned char bh[PROTO_HASH_BYTES];
+
+    proto_hash(body_len ? body : "", body_len, bh);
+    proto_hex_encode(bh, PROTO_HASH_BYTES, out);
+}
+
+static void
+sign_line(struct proto_req_auth *a, const char *method, const char *target, const char *line,
+          const unsigned char server_pk[PROTO_KEY_BYTES],
+          const unsigned char sk[PROTO_SECRET_BYTES])
 {
     size_t len;
-    char *t = req_text(a, method, target, body, body_len, server_pk, &len);
+    char *t = req_text(a, method, target, line, server_pk, &len);
 
     if (!t)
         FS_BUG("out of memory while signing a request");
@@ -136,12 +142,12 @@ proto_req_sign(struct proto_req_auth *a, const char *method, const char *target,
     free(t);
 }
 
-enum fs_rc
-proto_req_verify(const struct proto_req_auth *a, const char *method, const char *target,
-                 const void *body, size_t body_len, const unsigned char server_pk[PROTO_KEY_BYTES])
+static enum fs_rc
+verify_line(const struct proto_req_auth *a, const char *method, const char *target,
+            const char *line, const unsigned char server_pk[PROTO_KEY_BYTES])
 {
     size_t len;
-    char *t = req_text(a, method, target, body, body_len, server_pk, &len);
+    char *t = req_text(a, method, target, line, server_pk, &len);
     enum fs_rc rc;
 
     if (!t)
@@ -149,6 +155,50 @@ proto_req_verify(const struct proto_req_auth *a, const char *method, const char 
     rc = proto_verify_tagged(PROTO_TAG_REQ, t, len, a->sig, a->feed) ? FS_EAUTH : FS_OK;
     free(t);
     return rc;
+}
+
+void
+proto_req_sign(struct proto_req_auth *a, const char *method, const char *target, const void *body,
+               size_t body_len, const unsigned char server_pk[PROTO_KEY_BYTES],
+               const unsigned char sk[PROTO_SECRET_BYTES])
+{
+    char line[2 * PROTO_HASH_BYTES + 1];
+
+    body_line(body, body_len, line);
+    sign_line(a, method, target, line, server_pk, sk);
+}
+
+enum fs_rc
+proto_req_verify(const struct proto_req_auth *a, const char *method, const char *target,
+                 const void *body, size_t body_len, const unsigned char server_pk[PROTO_KEY_BYTES])
+{
+    char line[2 * PROTO_HASH_BYTES + 1];
+
+    body_line(body, body_len, line);
+    return verify_line(a, method, target, line, server_pk);
+}
+
+void
+proto_req_sign_chunk(struct proto_req_auth *a, const char *method, const char *target,
+                     uint64_t offset, uint64_t length,
+                     const unsigned char server_pk[PROTO_KEY_BYTES],
+                     const unsigned char sk[PROTO_SECRET_BYTES])
+{
+    char line[48];
+
+    snprintf(line, sizeof line, "%" PRIu64 ":%" PRIu64, offset, length);
+    sign_line(a, method, target, line, server_pk, sk);
+}
+
+enum fs_rc
+proto_req_verify_chunk(const struct proto_req_auth *a, const char *method, const char *target,
+                       uint64_t offset, uint64_t length,
+                       const unsigned char server_pk[PROTO_KEY_BYTES])
+{
+    char line[48];
+
+    snprintf(line, sizeof line, "%" PRIu64 ":%" PRIu64, offset, length);
+    return verify_line(a, method, target, line, server_pk);
 }
 
 void

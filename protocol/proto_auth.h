@@ -46,6 +46,17 @@ FS_WUR enum fs_rc proto_req_verify(const struct proto_req_auth *a, const char *m
                                    const char *target, const void *body, size_t body_len,
                                    const unsigned char server_pk[PROTO_KEY_BYTES]);
 
+/* A blob chunk's request: the same text, with "offset:length" in place of
+ * the body's hash, so the server checks it before a byte of the chunk is
+ * read (the blob's own hash checks the content at the end). */
+void proto_req_sign_chunk(struct proto_req_auth *a, const char *method, const char *target,
+                          uint64_t offset, uint64_t length,
+                          const unsigned char server_pk[PROTO_KEY_BYTES],
+                          const unsigned char sk[PROTO_SECRET_BYTES]);
+FS_WUR enum fs_rc proto_req_verify_chunk(const struct proto_req_auth *a, const char *method,
+                                         const char *target, uint64_t offset, uint64_t length,
+                                         const unsigned char server_pk[PROTO_KEY_BYTES]);
+
 /* ---- enrollment tokens ---------------------------------------------------------- */
 
 /* A new token for the server whose key is server_pk: "fs1_<fp>_<secret>". */
