@@ -24,6 +24,8 @@
 #define SRV_CONN_MEMORY         (128u * 1024)
 #define SRV_INFLIGHT_BUDGET     (256u << 20) /* request bodies held at once */
 #define SRV_JSON_BODY_MAX       (64u * 1024) /* enroll and other small bodies */
+#define SRV_BLOB_CHUNK_MAX      (32u << 20)  /* one PATCH of a blob, streamed to disk */
+#define SRV_BLOB_MAX_DEFAULT    (2ull << 30) /* per-blob cap, --blob-max-bytes */
 
 struct srv_config {
     const char *where; /* data folder or database URL */
@@ -39,6 +41,7 @@ struct srv_config {
     size_t max_batch;
     const char *trusted_proxies[8];
     size_t n_trusted_proxies;
+    uint64_t blob_max;
 };
 
 /* Counters for /metrics. */
@@ -109,6 +112,7 @@ struct srv_req {
     size_t body_len;
     const char *authorization; /* header or NULL */
     const char *query_from, *query_limit, *query_since, *query_kind, *query_excel;
+    const char *range; /* Range header, for blob downloads */
 };
 
 /* An answer: status, a JSON or binary body (owned), headers. */
@@ -119,7 +123,38 @@ struct srv_resp {
     char retry_after[16];
     char cursor[24]; /* X-Fieldsync-Cursor, for corrections */
     int64_t started_ms;
+    int fd; /* >= 0: the body is fd_len bytes of this file from fd_off (closed after) */
+    uint64_t fd_off, fd_len;
+    struct {
+        const char *name;
+        char value[96];
+    } hdr[4];
+    size_t n_hdr;
 };
+
+/* Adds a header to an answer (at most four). */
+void srv_resp_header(struct srv_resp *rs, const char *name, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* Checks a signed request (chunk: [offset, length] of a blob PATCH, or
+ * NULL). On success *caller holds the requesting feed; otherwise the answer
+ * is filled and -1 returned. */
+int srv_authenticate(struct srv *s, struct srv_db *db, const struct srv_req *rq,
+                     const uint64_t *chunk, struct srv_feed *caller, struct srv_resp *rs);
+/* A storage failure as an answer: 503 with Retry-After for what may pass. */
+void srv_storage_error(struct srv *s, struct srv_resp *rs, enum fs_rc rc, const struct fs_err *err);
+
+/* Blobs (srv_blob.c). HEAD and GET of /v1/projects/{p}/blobs/{hash}. */
+void srv_blob_read(struct srv *s, struct srv_db *db, const struct srv_req *rq,
+                   const struct srv_feed *caller, const char *project, const char *hash_hex,
+                   struct srv_resp *rs);
+/* PATCH, streamed: begin with the headers (authenticated before a body byte
+ * is read), data as it arrives, end when whole, abort when cut. */
+struct srv_blob_up;
+int srv_blob_patch_begin(struct srv *s, const struct srv_req *rq, const char *upload_offset,
+                         uint64_t content_length, struct srv_blob_up **out, struct srv_resp *rs);
+int srv_blob_patch_data(struct srv_blob_up *u, const void *p, size_t n);
+void srv_blob_patch_end(struct srv_blob_up *u, struct srv_resp *rs);
+void srv_blob_patch_abort(struct srv_blob_up *u);
 
 /* Routes and handles one complete request. */
 void srv_api_handle(struct srv *s, const struct srv_req *rq, struct srv_resp *rs);

@@ -79,8 +79,8 @@ unavailable(struct srv *s, struct srv_resp *rs, const struct fs_err *err)
 
 /* Maps a storage failure to an answer: temporary ones are 503 with
  * Retry-After, the rest 500. */
-static void
-storage_error(struct srv *s, struct srv_resp *rs, enum fs_rc rc, const struct fs_err *err)
+void
+srv_storage_error(struct srv *s, struct srv_resp *rs, enum fs_rc rc, const struct fs_err *err)
 {
     if (rc == FS_EAGAIN || rc == FS_EIO || rc == FS_ENOMEM) {
         unavailable(s, rs, err);
@@ -88,6 +88,12 @@ storage_error(struct srv *s, struct srv_resp *rs, enum fs_rc rc, const struct fs
     }
     FS_LOG(&s->log, FS_LOG_ERR, "storage: %s", err->msg);
     srv_resp_error(s, rs, 500, "internal", "the server failed; the request changed nothing");
+}
+
+static void
+storage_error(struct srv *s, struct srv_resp *rs, enum fs_rc rc, const struct fs_err *err)
+{
+    srv_storage_error(s, rs, rc, err);
 }
 
 static enum fs_rc
@@ -157,11 +163,9 @@ receipt(struct srv *s, struct srv_db *db, struct srv_resp *rs,
         FS_LOG(&s->log, FS_LOG_WARNING, "cannot note the receipt: %s", err.msg);
 }
 
-/* Checks the Authorization of a signed request. On success *caller holds
- * the requesting feed. Otherwise the answer is filled and -1 returned. */
-static int
-authenticate(struct srv *s, struct srv_db *db, const struct srv_req *rq, struct srv_feed *caller,
-             struct srv_resp *rs)
+int
+srv_authenticate(struct srv *s, struct srv_db *db, const struct srv_req *rq, const uint64_t *chunk,
+                 struct srv_feed *caller, struct srv_resp *rs)
 {
     struct proto_req_auth a;
     struct fs_err err;
@@ -181,7 +185,8 @@ authenticate(struct srv *s, struct srv_db *db, const struct srv_req *rq, struct 
                    "server_time", now);
         return -1;
     }
-    if (proto_req_verify(&a, rq->method, rq->target, rq->body, rq->body_len, s->pk)) {
+    if (chunk ? proto_req_verify_chunk(&a, rq->method, rq->target, chunk[0], chunk[1], s->pk)
+              : proto_req_verify(&a, rq->method, rq->target, rq->body, rq->body_len, s->pk)) {
         srv_resp_error(s, rs, 401, "unauthorized", "the request signature does not verify");
         return -1;
     }
@@ -208,6 +213,13 @@ authenticate(struct srv *s, struct srv_db *db, const struct srv_req *rq, struct 
         return -1;
     }
     return 0;
+}
+
+static int
+authenticate(struct srv *s, struct srv_db *db, const struct srv_req *rq, struct srv_feed *caller,
+             struct srv_resp *rs)
+{
+    return srv_authenticate(s, db, rq, NULL, caller, rs);
 }
 
 static void
@@ -698,6 +710,8 @@ corrections(struct srv *s, struct srv_db *db, const struct srv_req *rq,
 }
 
 struct listing {
+    struct srv *s;
+    struct srv_db *db;
     struct fs_buf *j;
     int first;
     enum fs_rc rc;
@@ -709,7 +723,13 @@ listing_one(void *ctx, const struct srv_feed *f)
     struct listing *l = ctx;
     struct fs_buf *j = l->j;
     char last[PROTO_TIME_MAX_LEN], enrolled[PROTO_TIME_MAX_LEN];
+    uint64_t missing = 0;
+    struct fs_err err;
 
+    if (l->s->ops->blob_missing(l->db, f->feed, &missing, &err)) {
+        l->rc = FS_EAGAIN;
+        return 1;
+    }
     proto_time_format_ms(f->last_contact_ms, last);
     proto_time_format_ms(f->enrolled_ms, enrolled);
     l->rc = fs_buf_adds(j, l->first ? "{\"feed\":" : ",{\"feed\":");
@@ -730,11 +750,12 @@ listing_one(void *ctx, const struct srv_feed *f)
             j,
             ",\"receipt_seq\":%" PRIu64 ",\"attested_seq\":%" PRIu64
             ",\"last_contact\":\"%s\",\"enrolled\":\"%s\",\"fork\":%s,\"fork_seq\":%" PRIu64
-            ",\"contested\":%s,\"revoked\":%s,\"accept_through\":%" PRIu64 "}",
+            ",\"contested\":%s,\"revoked\":%s,\"accept_through\":%" PRIu64
+            ",\"blobs_missing\":%" PRIu64 "}",
             f->receipt_seq, f->attested_seq, last, enrolled,
             (f->flags & SRV_FLAG_FORK) ? "true" : "false", f->fork_seq,
             (f->flags & SRV_FLAG_CONTESTED) ? "true" : "false", f->revoked ? "true" : "false",
-            f->accept_through);
+            f->accept_through, missing);
     return l->rc != FS_OK;
 }
 
@@ -749,6 +770,8 @@ feeds_listing(struct srv *s, struct srv_db *db, const char *project, struct srv_
 
     fs_buf_init(&j, 32u << 20);
     proto_time_format_ms(srv_now_ms(), at);
+    l.s = s;
+    l.db = db;
     l.j = &j;
     l.first = 1;
     l.rc = FS_OK;
@@ -883,6 +906,10 @@ project_api(struct srv *s, struct srv_db *db, const struct srv_req *rq, const ch
 
     if (authenticate(s, db, rq, &caller, rs))
         return;
+    if (strncmp(rest, "blobs/", 6) == 0) {
+        srv_blob_read(s, db, rq, &caller, project, rest + 6, rs);
+        return;
+    }
     if (caller.role != SRV_ROLE_COORDINATOR || strcmp(caller.project, project) != 0) {
         srv_resp_error(s, rs, 403, "forbidden", "only this project's coordinators may do that");
         return;
@@ -937,6 +964,13 @@ srv_api_route_known(const char *method, const char *url, size_t *max_body)
         if (strcmp(rest, "tokens") == 0 || strcmp(rest, "revocations") == 0) {
             *max_body = SRV_JSON_BODY_MAX;
             return strcmp(method, "POST") == 0;
+        }
+        if (strncmp(rest, "blobs/", 6) == 0 && strlen(rest + 6) == 2 * PROTO_HASH_BYTES) {
+            if (strcmp(method, "PATCH") == 0) {
+                *max_body = SRV_BLOB_CHUNK_MAX;
+                return 2; /* streamed to disk, never held */
+            }
+            return strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
         }
         return 0;
     }

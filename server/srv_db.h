@@ -109,6 +109,10 @@ typedef int (*srv_entry_cb)(void *ctx, uint64_t seq, const unsigned char *hash,
                             const unsigned char *entry, size_t entry_len, const unsigned char *sig,
                             const unsigned char *content, size_t content_len);
 
+/* An upload in progress: one per blob at a time (locked), writes appended at
+ * the durable offset. Backend-owned. */
+struct srv_blob_writer;
+
 struct srv_db_ops {
     const char *name;
     /* where: the data folder (SQLite) or a connection URL. create: make the
@@ -181,6 +185,37 @@ struct srv_db_ops {
     /* Every record of project's merged view, by id. */
     enum fs_rc (*records_each)(struct srv_db *db, const char *project, srv_record_cb cb, void *ctx,
                                struct fs_err *err);
+
+    /* ---- blobs (attachments) -------------------------------------------------- */
+    /* Whether a verified entry of project references hash: FS_ENOTFOUND if
+     * none does; *size the size it claims (the largest, if several);
+     * *by_feed whether feed's own entries reference it (feed may be NULL). */
+    enum fs_rc (*blob_ref)(struct srv_db *db, const char *project,
+                           const unsigned char hash[PROTO_HASH_BYTES], const unsigned char *feed,
+                           uint64_t *size, int *by_feed, struct fs_err *err);
+    /* What the server holds of hash: the durable offset, or complete. */
+    enum fs_rc (*blob_state)(struct srv_db *db, const unsigned char hash[PROTO_HASH_BYTES],
+                             uint64_t *offset, int *complete, struct fs_err *err);
+    /* Starts appending at offset: FS_ECONFLICT (and *held) when offset is not
+     * the durable offset, FS_EAGAIN when another upload of hash runs,
+     * FS_EEXIST when the blob is complete. */
+    enum fs_rc (*blob_write_begin)(struct srv_db *db, const unsigned char hash[PROTO_HASH_BYTES],
+                                   uint64_t offset, uint64_t expected, struct srv_blob_writer **w,
+                                   uint64_t *held, struct fs_err *err);
+    enum fs_rc (*blob_write)(struct srv_blob_writer *w, const void *p, size_t n,
+                             struct fs_err *err);
+    /* Ends a chunk, whole or cut: makes what arrived durable (fsync) and
+     * records the offset; at the expected size checks the hash, then
+     * fsyncs and renames the blob into place (FS_EINVAL and the partial file
+     * removed when the content does not match). Frees w. */
+    enum fs_rc (*blob_write_end)(struct srv_db *db, struct srv_blob_writer *w, int *complete,
+                                 uint64_t *held, struct fs_err *err);
+    /* A complete blob for reading: an open descriptor (caller closes). */
+    enum fs_rc (*blob_open)(struct srv_db *db, const unsigned char hash[PROTO_HASH_BYTES], int *fd,
+                            uint64_t *size, struct fs_err *err);
+    /* Blobs feed's entries reference that are not complete here. */
+    enum fs_rc (*blob_missing)(struct srv_db *db, const unsigned char feed[PROTO_KEY_BYTES],
+                               uint64_t *count, struct fs_err *err);
 };
 
 /* The backend serving where: "postgresql://…" or "postgres://…" picks

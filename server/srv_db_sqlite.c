@@ -9,9 +9,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "proto_content.h"
 #include "proto_entry.h"
 #include "proto_merge.h"
 #include "srv_db.h"
@@ -107,6 +109,22 @@ static const char *const migrations[] = {
     ") WITHOUT ROWID;"
     "CREATE UNIQUE INDEX corrections_entry ON corrections(owner, feed, seq);"
     "ALTER TABLE records ADD COLUMN conflicts BLOB;",
+    /* 2 -> 3: attachments. blob_refs: which verified entries name a blob;
+     * blobs: the durable offset of an upload, or complete. The bytes are
+     * files under blobs/ in the data folder. */
+    "CREATE TABLE blob_refs("
+    "  project TEXT NOT NULL,"
+    "  hash BLOB NOT NULL,"
+    "  feed BLOB NOT NULL,"
+    "  size INTEGER NOT NULL,"
+    "  PRIMARY KEY (project, hash, feed)"
+    ") WITHOUT ROWID;"
+    "CREATE INDEX blob_refs_feed ON blob_refs(feed);"
+    "CREATE TABLE blobs("
+    "  hash BLOB PRIMARY KEY,"
+    "  offset INTEGER NOT NULL DEFAULT 0,"
+    "  complete INTEGER NOT NULL DEFAULT 0"
+    ") WITHOUT ROWID;",
 };
 
 #define SCHEMA_VERSION ((int)FS_ARRAY_LEN(migrations))
@@ -916,6 +934,41 @@ note_corrections(struct srv_db *db, const char *project, const unsigned char *fe
     return rc;
 }
 
+/* Remembers the attachments a verified entry names: only those are accepted
+ * for upload. */
+static enum fs_rc
+note_blobs(struct srv_db *db, const char *project, const unsigned char *feed,
+           const struct srv_entry *e, struct fs_err *err)
+{
+    struct proto_content c;
+    sqlite3_stmt *st = NULL;
+    enum fs_rc rc = FS_OK;
+    size_t i;
+    int r;
+
+    if (!e->parsed->has_content || !e->content_len ||
+        proto_content_parse(e->content, e->content_len, &c, NULL) != FS_OK)
+        return FS_OK;
+    if (c.n_attachments)
+        rc = prep(db,
+                  "INSERT INTO blob_refs(project, hash, feed, size) VALUES (?1, ?2, ?3, ?4)"
+                  " ON CONFLICT(project, hash, feed) DO UPDATE SET size = max(size, excluded.size)",
+                  &st, err);
+    for (i = 0; !rc && i < c.n_attachments; i++) {
+        sqlite3_reset(st);
+        sqlite3_bind_text(st, 1, project, -1, SQLITE_STATIC);
+        sqlite3_bind_blob(st, 2, c.attachments[i].hash, PROTO_HASH_BYTES, SQLITE_STATIC);
+        sqlite3_bind_blob(st, 3, feed, PROTO_KEY_BYTES, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 4, (int64_t)c.attachments[i].size);
+        r = sqlite3_step(st);
+        if (r != SQLITE_DONE)
+            rc = sqlerr(db, r, "remembering attachments", err);
+    }
+    sqlite3_finalize(st);
+    proto_content_release(&c);
+    return rc;
+}
+
 static int
 str_cmp(const void *a, const void *b)
 {
@@ -1053,6 +1106,8 @@ sq_push_apply(struct srv_db *db, const unsigned char feed[PROTO_KEY_BYTES],
     }
     for (i = first_new; i < n; i++) {
         rc = note_corrections(db, f.project, feed, &es[i], err);
+        if (!rc)
+            rc = note_blobs(db, f.project, feed, &es[i], err);
         if (rc)
             goto fail;
     }
@@ -1210,6 +1265,355 @@ sq_records_each(struct srv_db *db, const char *project, srv_record_cb cb, void *
     return r == SQLITE_DONE ? FS_OK : sqlerr(db, r, "reading records", err);
 }
 
+/* ---- blobs ------------------------------------------------------------------------- */
+
+struct srv_blob_writer {
+    unsigned char hash[PROTO_HASH_BYTES];
+    uint64_t offset;   /* bytes in the partial file */
+    uint64_t expected; /* the size the entries claim */
+    int fd;
+    char path[4096];
+};
+
+static void
+blob_paths(struct srv_db *db, const unsigned char hash[PROTO_HASH_BYTES], char *dir, size_t dcap,
+           char *final, size_t fcap, char *partial, size_t pcap)
+{
+    char hex[2 * PROTO_HASH_BYTES + 1];
+
+    proto_hex_encode(hash, PROTO_HASH_BYTES, hex);
+    if (dir)
+        snprintf(dir, dcap, "%s/blobs/%.2s", db->dir, hex);
+    if (final)
+        snprintf(final, fcap, "%s/blobs/%.2s/%s", db->dir, hex, hex);
+    if (partial)
+        snprintf(partial, pcap, "%s/blobs/partial/%s", db->dir, hex);
+}
+
+static enum fs_rc
+mkdirs(struct srv_db *db, const char *sub, struct fs_err *err)
+{
+    char p[4096];
+
+    snprintf(p, sizeof p, "%s/blobs", db->dir);
+    if (mkdir(p, 0700) != 0 && errno != EEXIST)
+        return fs_err_set(err, FS_EAGAIN, "cannot create %s: %s", p, strerror(errno));
+    if (!sub)
+        return FS_OK;
+    snprintf(p, sizeof p, "%s/blobs/%s", db->dir, sub);
+    if (mkdir(p, 0700) != 0 && errno != EEXIST)
+        return fs_err_set(err, FS_EAGAIN, "cannot create %s: %s", p, strerror(errno));
+    return FS_OK;
+}
+
+static enum fs_rc
+fsync_path(const char *path, struct fs_err *err)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+    if (fd < 0 || fsync(fd) != 0) {
+        int e = errno;
+
+        if (fd >= 0)
+            close(fd);
+        return fs_err_set(err, FS_EAGAIN, "cannot sync %s: %s", path, strerror(e));
+    }
+    close(fd);
+    return FS_OK;
+}
+
+static enum fs_rc
+sq_blob_ref(struct srv_db *db, const char *project, const unsigned char hash[PROTO_HASH_BYTES],
+            const unsigned char *feed, uint64_t *size, int *by_feed, struct fs_err *err)
+{
+    sqlite3_stmt *st = NULL;
+    enum fs_rc rc;
+    int r;
+
+    rc = prep(db,
+              "SELECT max(size), coalesce(max(feed = ?3), 0), count(*) FROM blob_refs"
+              " WHERE project = ?1 AND hash = ?2",
+              &st, err);
+    if (rc)
+        return rc;
+    sqlite3_bind_text(st, 1, project, -1, SQLITE_STATIC);
+    sqlite3_bind_blob(st, 2, hash, PROTO_HASH_BYTES, SQLITE_STATIC);
+    if (feed)
+        sqlite3_bind_blob(st, 3, feed, PROTO_KEY_BYTES, SQLITE_STATIC);
+    r = sqlite3_step(st);
+    if (r == SQLITE_ROW && sqlite3_column_int(st, 2) > 0) {
+        *size = (uint64_t)sqlite3_column_int64(st, 0);
+        *by_feed = sqlite3_column_int(st, 1);
+        rc = FS_OK;
+    } else if (r == SQLITE_ROW) {
+        rc = fs_err_set(err, FS_ENOTFOUND, "no entry of this project names that blob");
+    } else {
+        rc = sqlerr(db, r, "reading attachments", err);
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
+static enum fs_rc
+sq_blob_state(struct srv_db *db, const unsigned char hash[PROTO_HASH_BYTES], uint64_t *offset,
+              int *complete, struct fs_err *err)
+{
+    sqlite3_stmt *st = NULL;
+    enum fs_rc rc;
+    int r;
+
+    *offset = 0;
+    *complete = 0;
+    rc = prep(db, "SELECT offset, complete FROM blobs WHERE hash = ?1", &st, err);
+    if (rc)
+        return rc;
+    sqlite3_bind_blob(st, 1, hash, PROTO_HASH_BYTES, SQLITE_STATIC);
+    r = sqlite3_step(st);
+    if (r == SQLITE_ROW) {
+        *offset = (uint64_t)sqlite3_column_int64(st, 0);
+        *complete = sqlite3_column_int(st, 1);
+    }
+    sqlite3_finalize(st);
+    return r == SQLITE_ROW || r == SQLITE_DONE ? FS_OK : sqlerr(db, r, "reading a blob", err);
+}
+
+static enum fs_rc
+blob_record(struct srv_db *db, const unsigned char hash[PROTO_HASH_BYTES], uint64_t offset,
+            int complete, struct fs_err *err)
+{
+    sqlite3_stmt *st = NULL;
+    enum fs_rc rc;
+    int r;
+
+    rc = prep(db,
+              "INSERT INTO blobs(hash, offset, complete) VALUES (?1, ?2, ?3)"
+              " ON CONFLICT(hash) DO UPDATE SET offset = excluded.offset,"
+              " complete = excluded.complete",
+              &st, err);
+    if (rc)
+        return rc;
+    sqlite3_bind_blob(st, 1, hash, PROTO_HASH_BYTES, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, (int64_t)offset);
+    sqlite3_bind_int(st, 3, complete);
+    r = sqlite3_step(st);
+    sqlite3_finalize(st);
+    return r == SQLITE_DONE ? FS_OK : sqlerr(db, r, "recording a blob", err);
+}
+
+static enum fs_rc
+sq_blob_write_begin(struct srv_db *db, const unsigned char hash[PROTO_HASH_BYTES], uint64_t offset,
+                    uint64_t expected, struct srv_blob_writer **out, uint64_t *held,
+                    struct fs_err *err)
+{
+    struct srv_blob_writer *w;
+    uint64_t durable;
+    int complete;
+    enum fs_rc rc;
+
+    rc = sq_blob_state(db, hash, &durable, &complete, err);
+    if (rc)
+        return rc;
+    *held = complete ? expected : durable;
+    if (complete)
+        return fs_err_set(err, FS_EEXIST, "the server holds this blob already");
+    rc = mkdirs(db, "partial", err);
+    if (rc)
+        return rc;
+    w = calloc(1, sizeof *w);
+    if (!w)
+        return fs_err_set(err, FS_ENOMEM, "out of memory");
+    memcpy(w->hash, hash, PROTO_HASH_BYTES);
+    w->expected = expected;
+    blob_paths(db, hash, NULL, 0, NULL, 0, w->path, sizeof w->path);
+    w->fd = open(w->path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (w->fd < 0) {
+        rc = fs_err_set(err, FS_EAGAIN, "cannot open %s: %s", w->path, strerror(errno));
+        free(w);
+        return rc;
+    }
+    /* One upload per blob at a time, across threads and processes. */
+    if (flock(w->fd, LOCK_EX | LOCK_NB) != 0) {
+        close(w->fd);
+        free(w);
+        return fs_err_set(err, FS_EAGAIN, "another upload of this blob is running");
+    }
+    /* Re-read under the lock: the durable offset is the truth; bytes past it
+     * (written but never made durable) are dropped. */
+    rc = sq_blob_state(db, hash, &durable, &complete, err);
+    if (!rc && complete)
+        rc = fs_err_set(err, FS_EEXIST, "the server holds this blob already");
+    if (!rc && offset != durable)
+        rc = fs_err_set(err, FS_ECONFLICT, "the upload continues at offset %llu",
+                        (unsigned long long)durable);
+    if (!rc && ftruncate(w->fd, (off_t)durable) != 0)
+        rc = fs_err_set(err, FS_EAGAIN, "cannot prepare %s: %s", w->path, strerror(errno));
+    if (!rc && lseek(w->fd, (off_t)durable, SEEK_SET) < 0)
+        rc = fs_err_set(err, FS_EAGAIN, "cannot prepare %s: %s", w->path, strerror(errno));
+    *held = durable;
+    if (rc) {
+        close(w->fd);
+        free(w);
+        return rc;
+    }
+    w->offset = durable;
+    *out = w;
+    return FS_OK;
+}
+
+static enum fs_rc
+sq_blob_write(struct srv_blob_writer *w, const void *p, size_t n, struct fs_err *err)
+{
+    const unsigned char *c = p;
+
+    if (w->offset + n > w->expected)
+        return fs_err_set(err, FS_ETOOBIG, "the blob is larger than its entry says");
+    while (n) {
+        ssize_t k = write(w->fd, c, n);
+
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k <= 0)
+            return fs_err_set(err, FS_EAGAIN, "cannot write a blob: %s", strerror(errno));
+        c += k;
+        n -= (size_t)k;
+        w->offset += (uint64_t)k;
+    }
+    return FS_OK;
+}
+
+/* BLAKE2b-256 of a whole file, streamed. */
+static enum fs_rc
+hash_file(int fd, unsigned char out[PROTO_HASH_BYTES], struct fs_err *err)
+{
+    crypto_generichash_state st;
+    unsigned char *buf = malloc(65536);
+    off_t off = 0;
+
+    if (!buf)
+        return fs_err_set(err, FS_ENOMEM, "out of memory");
+    crypto_generichash_init(&st, NULL, 0, PROTO_HASH_BYTES);
+    for (;;) {
+        ssize_t n = pread(fd, buf, 65536, off);
+
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            free(buf);
+            return fs_err_set(err, FS_EAGAIN, "cannot read a blob: %s", strerror(errno));
+        }
+        if (n == 0)
+            break;
+        crypto_generichash_update(&st, buf, (size_t)n);
+        off += n;
+    }
+    free(buf);
+    crypto_generichash_final(&st, out, PROTO_HASH_BYTES);
+    return FS_OK;
+}
+
+static enum fs_rc
+sq_blob_write_end(struct srv_db *db, struct srv_blob_writer *w, int *complete, uint64_t *held,
+                  struct fs_err *err)
+{
+    unsigned char h[PROTO_HASH_BYTES];
+    char dir[4096], final[4200], pdir[4096];
+    enum fs_rc rc;
+
+    *complete = 0;
+    /* Durable before it is reported: fsync, then the offset. */
+    if (fsync(w->fd) != 0) {
+        rc = fs_err_set(err, FS_EAGAIN, "cannot sync a blob: %s", strerror(errno));
+        goto out;
+    }
+    rc = blob_record(db, w->hash, w->offset, 0, err);
+    if (rc)
+        goto out;
+    *held = w->offset;
+    if (w->offset < w->expected)
+        goto out;
+    rc = hash_file(w->fd, h, err);
+    if (rc)
+        goto out;
+    if (sodium_memcmp(h, w->hash, PROTO_HASH_BYTES) != 0) {
+        unlink(w->path);
+        *held = 0;
+        if (blob_record(db, w->hash, 0, 0, err) == FS_OK)
+            rc = fs_err_set(err, FS_EINVAL, "the uploaded bytes do not match the blob's hash");
+        else
+            rc = FS_EAGAIN;
+        goto out;
+    }
+    blob_paths(db, w->hash, dir, sizeof dir, final, sizeof final, NULL, 0);
+    snprintf(pdir, sizeof pdir, "%s/blobs/partial", db->dir);
+    {
+        char sub[3];
+
+        memcpy(sub, strrchr(dir, '/') + 1, 3);
+        rc = mkdirs(db, sub, err);
+    }
+    if (!rc && rename(w->path, final) != 0)
+        rc = fs_err_set(err, FS_EAGAIN, "cannot place a blob: %s", strerror(errno));
+    if (!rc)
+        rc = fsync_path(dir, err);
+    if (!rc)
+        rc = fsync_path(pdir, err);
+    if (!rc)
+        rc = blob_record(db, w->hash, w->expected, 1, err);
+    if (!rc)
+        *complete = 1;
+out:
+    close(w->fd);
+    free(w);
+    return rc;
+}
+
+static enum fs_rc
+sq_blob_open(struct srv_db *db, const unsigned char hash[PROTO_HASH_BYTES], int *fd, uint64_t *size,
+             struct fs_err *err)
+{
+    char final[4200];
+    struct stat st;
+    uint64_t off;
+    int complete;
+    enum fs_rc rc;
+
+    rc = sq_blob_state(db, hash, &off, &complete, err);
+    if (rc)
+        return rc;
+    if (!complete)
+        return fs_err_set(err, FS_ENOTFOUND, "the server does not hold this blob yet");
+    blob_paths(db, hash, NULL, 0, final, sizeof final, NULL, 0);
+    *fd = open(final, O_RDONLY | O_CLOEXEC);
+    if (*fd < 0 || fstat(*fd, &st) != 0) {
+        if (*fd >= 0)
+            close(*fd);
+        return fs_err_set(err, FS_EAGAIN, "cannot open a blob: %s", strerror(errno));
+    }
+    *size = (uint64_t)st.st_size;
+    return FS_OK;
+}
+
+static enum fs_rc
+sq_blob_missing(struct srv_db *db, const unsigned char feed[PROTO_KEY_BYTES], uint64_t *count,
+                struct fs_err *err)
+{
+    sqlite3_stmt *st = NULL;
+    enum fs_rc rc;
+    int r;
+
+    rc = prep(db,
+              "SELECT count(DISTINCT r.hash) FROM blob_refs r LEFT JOIN blobs b ON b.hash = r.hash"
+              " WHERE r.feed = ?1 AND coalesce(b.complete, 0) = 0",
+              &st, err);
+    if (rc)
+        return rc;
+    sqlite3_bind_blob(st, 1, feed, PROTO_KEY_BYTES, SQLITE_STATIC);
+    r = sqlite3_step(st);
+    *count = r == SQLITE_ROW ? (uint64_t)sqlite3_column_int64(st, 0) : 0;
+    sqlite3_finalize(st);
+    return r == SQLITE_ROW ? FS_OK : sqlerr(db, r, "counting blobs", err);
+}
+
 const struct srv_db_ops srv_db_sqlite_ops = {
     .name = "sqlite",
     .open = sq_open,
@@ -1230,4 +1634,11 @@ const struct srv_db_ops srv_db_sqlite_ops = {
     .entries_each = sq_entries_each,
     .corrections_each = sq_corrections_each,
     .records_each = sq_records_each,
+    .blob_ref = sq_blob_ref,
+    .blob_state = sq_blob_state,
+    .blob_write_begin = sq_blob_write_begin,
+    .blob_write = sq_blob_write,
+    .blob_write_end = sq_blob_write_end,
+    .blob_open = sq_blob_open,
+    .blob_missing = sq_blob_missing,
 };

@@ -29,7 +29,8 @@ struct conn {
 
 /* One request in flight (MHD's con_cls), made by the URI log callback. */
 struct rq_state {
-    char *uri; /* path and query as sent */
+    char *uri;                /* path and query as sent */
+    struct srv_blob_up *blob; /* a PATCH being streamed to disk */
     struct fs_buf body;
     size_t max_body;
     size_t reserved; /* bytes of the in-flight budget held */
@@ -168,6 +169,8 @@ request_completed(void *cls, struct MHD_Connection *c, void **con_cls,
 
     (void)toe;
     if (st) {
+        if (st->blob)
+            srv_blob_patch_abort(st->blob); /* cut: keep what arrived, durably */
         if (st->reserved)
             atomic_fetch_sub(&h->s->inflight, st->reserved);
         fs_buf_release(&st->body);
@@ -191,10 +194,21 @@ send_resp(struct MHD_Connection *c, struct srv_resp *rs)
 {
     struct MHD_Response *r;
     enum MHD_Result ret;
+    size_t i;
 
-    r = MHD_create_response_from_buffer(rs->body.len, rs->body.data, MHD_RESPMEM_MUST_COPY);
+    if (rs->fd >= 0) {
+        /* A blob, sent from its file: memory does not grow with its size. */
+        r = MHD_create_response_from_fd_at_offset64(rs->fd_len, rs->fd, rs->fd_off);
+        if (!r)
+            close(rs->fd);
+        rs->fd = -1;
+    } else {
+        r = MHD_create_response_from_buffer(rs->body.len, rs->body.data, MHD_RESPMEM_MUST_COPY);
+    }
     if (!r)
         return MHD_NO;
+    for (i = 0; i < rs->n_hdr; i++)
+        MHD_add_response_header(r, rs->hdr[i].name, rs->hdr[i].value);
     MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE,
                             rs->content_type ? rs->content_type : "application/json");
     MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
@@ -215,6 +229,7 @@ refuse_now(struct srv *s, struct MHD_Connection *c, unsigned status, const char 
     enum MHD_Result ret;
 
     memset(&rs, 0, sizeof rs);
+    rs.fd = -1;
     fs_buf_init(&rs.body, 4096);
     srv_resp_error(s, &rs, status, code, msg);
     if (retry_after)
@@ -273,8 +288,11 @@ access_cb(void *cls, struct MHD_Connection *c, const char *url, const char *meth
             MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_TRANSFER_ENCODING);
         int64_t n = cl ? content_length(cl) : 0;
 
+        int route;
+
         st->started = 1;
-        if (!srv_api_route_known(method, url, &st->max_body))
+        route = srv_api_route_known(method, url, &st->max_body);
+        if (!route)
             return refuse_now(s, c, 404, "not_found", "no such endpoint", NULL);
         if (MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_ENCODING))
             return refuse_now(s, c, 415, "encoding",
@@ -285,6 +303,29 @@ access_cb(void *cls, struct MHD_Connection *c, const char *url, const char *meth
         /* Refused before a single body byte is read. */
         if ((uint64_t)n > st->max_body)
             return refuse_now(s, c, 413, "too_big", "the request body is over the limit", NULL);
+        if (route == 2) {
+            /* A blob chunk: authenticated and checked from its headers alone,
+             * then streamed to disk as it arrives. */
+            memset(&rq, 0, sizeof rq);
+            memset(&rs, 0, sizeof rs);
+            rs.fd = -1;
+            if (!cl)
+                return refuse_now(s, c, 411, "malformed", "a blob chunk needs a Content-Length",
+                                  NULL);
+            rq.method = method;
+            rq.url = url;
+            rq.target = st->uri ? st->uri : url;
+            rq.authorization =
+                MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
+            if (srv_blob_patch_begin(
+                    s, &rq, MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Upload-Offset"),
+                    (uint64_t)n, &st->blob, &rs) == 0)
+                return MHD_YES;
+            fs_buf_init(&rs.body, 0);
+            ret = send_resp(c, &rs);
+            fs_buf_release(&rs.body);
+            return ret;
+        }
         if (!cl && te && st->max_body == 0)
             return refuse_now(s, c, 413, "too_big", "this endpoint takes no body", NULL);
         st->reserved = cl ? (size_t)n : st->max_body;
@@ -295,6 +336,23 @@ access_cb(void *cls, struct MHD_Connection *c, const char *url, const char *meth
         }
         fs_buf_init(&st->body, st->max_body);
         return MHD_YES;
+    }
+    if (*upload_data_size && st->blob) {
+        atomic_fetch_add(&s->m.bytes_in, *upload_data_size);
+        if (srv_blob_patch_data(st->blob, upload_data, *upload_data_size))
+            return MHD_NO; /* cut; request_completed keeps what arrived */
+        *upload_data_size = 0;
+        return MHD_YES;
+    }
+    if (st->blob) {
+        memset(&rs, 0, sizeof rs);
+        rs.fd = -1;
+        fs_buf_init(&rs.body, 4096);
+        srv_blob_patch_end(st->blob, &rs);
+        st->blob = NULL;
+        ret = send_resp(c, &rs);
+        fs_buf_release(&rs.body);
+        return ret;
     }
     if (*upload_data_size) {
         atomic_fetch_add(&s->m.bytes_in, *upload_data_size);
@@ -321,7 +379,9 @@ access_cb(void *cls, struct MHD_Connection *c, const char *url, const char *meth
     rq.query_since = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "since");
     rq.query_kind = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "kind");
     rq.query_excel = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "excel");
+    rq.range = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_RANGE);
     fs_buf_init(&rs.body, 64u << 20);
+    rs.fd = -1;
     rs.started_ms = st->started_ms;
     srv_api_handle(s, &rq, &rs);
     if (strcmp(method, "POST") == 0 && strstr(url, "/entries"))
@@ -345,6 +405,7 @@ metrics_cb(void *cls, struct MHD_Connection *c, const char *url, const char *met
     if (*upload_data_size)
         return MHD_NO;
     memset(&rs, 0, sizeof rs);
+    rs.fd = -1;
     fs_buf_init(&rs.body, 1u << 20);
     if (strcmp(url, "/metrics") != 0 || strcmp(method, "GET") != 0) {
         srv_resp_error(s, &rs, 404, "not_found", "only GET /metrics here");

@@ -59,7 +59,8 @@ usage(void)
           "  serve --listen HOST:PORT [--metrics-listen HOST:PORT]\n"
           "        [--tls-cert F --tls-key F] [--trusted-proxy ADDR]... [--ready-file F]\n"
           "        [--threads N] [--deadline-ms N] [--idle-timeout S] [--max-conns N]\n"
-          "        [--max-per-ip N] [--log-level err|warning|notice|info|debug]\n"
+          "        [--max-per-ip N] [--blob-max-bytes N (2 GiB)]\n"
+          "        [--log-level err|warning|notice|info|debug]\n"
           "  token create --project P --role researcher|coordinator [--name N] [--ttl 7d]\n"
           "                                        prints the token alone on stdout\n"
           "  device list [--project P] [--json]\n"
@@ -78,6 +79,7 @@ struct opts {
     size_t n_proxies;
     unsigned threads, deadline_ms, idle_s, max_conns, max_per_ip;
     size_t max_batch;
+    uint64_t blob_max;
     int json;
     int npos;
     char *pos[4];
@@ -98,29 +100,19 @@ parse_uint(const char *s, unsigned long long max, unsigned long long *out)
 static int
 parse_opts(int argc, char **argv, struct opts *o)
 {
-    static const struct option lo[] = {{"data", 1, NULL, 'd'},
-                                       {"db", 1, NULL, 'D'},
-                                       {"listen", 1, NULL, 'l'},
-                                       {"metrics-listen", 1, NULL, 'm'},
-                                       {"tls-cert", 1, NULL, 'c'},
-                                       {"tls-key", 1, NULL, 'k'},
-                                       {"trusted-proxy", 1, NULL, 'p'},
-                                       {"ready-file", 1, NULL, 'r'},
-                                       {"project", 1, NULL, 'P'},
-                                       {"role", 1, NULL, 'R'},
-                                       {"name", 1, NULL, 'n'},
-                                       {"ttl", 1, NULL, 't'},
-                                       {"accept-through", 1, NULL, 'a'},
-                                       {"json", 0, NULL, 'j'},
-                                       {"threads", 1, NULL, 'T'},
-                                       {"deadline-ms", 1, NULL, 'L'},
-                                       {"idle-timeout", 1, NULL, 'I'},
-                                       {"max-conns", 1, NULL, 'C'},
-                                       {"max-per-ip", 1, NULL, 'M'},
-                                       {"max-batch-bytes", 1, NULL, 'B'},
-                                       {"log-level", 1, NULL, 'v'},
-                                       {"help", 0, NULL, 'h'},
-                                       {NULL, 0, NULL, 0}};
+    static const struct option lo[] = {
+        {"data", 1, NULL, 'd'},           {"db", 1, NULL, 'D'},
+        {"listen", 1, NULL, 'l'},         {"metrics-listen", 1, NULL, 'm'},
+        {"tls-cert", 1, NULL, 'c'},       {"tls-key", 1, NULL, 'k'},
+        {"trusted-proxy", 1, NULL, 'p'},  {"ready-file", 1, NULL, 'r'},
+        {"project", 1, NULL, 'P'},        {"role", 1, NULL, 'R'},
+        {"name", 1, NULL, 'n'},           {"ttl", 1, NULL, 't'},
+        {"accept-through", 1, NULL, 'a'}, {"json", 0, NULL, 'j'},
+        {"threads", 1, NULL, 'T'},        {"deadline-ms", 1, NULL, 'L'},
+        {"idle-timeout", 1, NULL, 'I'},   {"max-conns", 1, NULL, 'C'},
+        {"max-per-ip", 1, NULL, 'M'},     {"max-batch-bytes", 1, NULL, 'B'},
+        {"log-level", 1, NULL, 'v'},      {"blob-max-bytes", 1, NULL, 'X'},
+        {"help", 0, NULL, 'h'},           {NULL, 0, NULL, 0}};
     unsigned long long v;
     int c;
 
@@ -131,6 +123,7 @@ parse_opts(int argc, char **argv, struct opts *o)
     o->max_conns = SRV_DEFAULT_MAX_CONNS;
     o->max_per_ip = SRV_DEFAULT_MAX_PER_IP;
     o->max_batch = PROTO_BATCH_MAX_BYTES;
+    o->blob_max = SRV_BLOB_MAX_DEFAULT;
     optind = 1;
     opterr = 0;
     while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
@@ -422,6 +415,7 @@ cmd_serve(const struct opts *o)
     s.cfg.idle_s = o->idle_s;
     s.cfg.deadline_ms = o->deadline_ms;
     s.cfg.max_batch = o->max_batch;
+    s.cfg.blob_max = o->blob_max;
     for (i = 0; i < o->n_proxies; i++)
         s.cfg.trusted_proxies[s.cfg.n_trusted_proxies++] = o->proxies[i];
     rc = srv_serve(&s, &err);

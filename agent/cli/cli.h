@@ -124,5 +124,7 @@ int cmd_status(struct cli *, const struct cli_cmd *, int, char **);
 int cmd_config(struct cli *, const struct cli_cmd *, int, char **);
 int cmd_verify(struct cli *, const struct cli_cmd *, int, char **);
 int cmd_export(struct cli *, const struct cli_cmd *, int, char **);
+int cmd_attach(struct cli *, const struct cli_cmd *, int, char **);
+int cmd_gc(struct cli *, const struct cli_cmd *, int, char **);
 
 #endif

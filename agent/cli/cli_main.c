@@ -17,8 +17,9 @@ static const struct cli_opt init_opts[] = {
         {"author", 1, "A", "who recorded it"},                                                     \
         {"field", 1, "K=V", "a named field (repeatable); K= removes it"},                          \
         {"note", 1, "TEXT|-", "free text; - reads it from standard input"},                        \
+        {"edit", 0, NULL, "open $VISUAL/$EDITOR on the record before saving"},                     \
     {                                                                                              \
-        "edit", 0, NULL, "open $VISUAL/$EDITOR on the record before saving"                        \
+        "attach", 1, "FILE", "attach a photo or recording (repeatable)"                            \
     }
 
 const struct cli_opt cli_add_opts[] = {CONTENT_OPTS, {NULL, 0, NULL, NULL}};
@@ -29,6 +30,9 @@ static const struct cli_opt show_opts[] = {{"json", 0, NULL, "machine-readable o
                                            {NULL, 0, NULL, NULL}};
 static const struct cli_opt resolve_opts[] = {
     {"keep", 1, "REV", "the revision (hex prefix) that stays; the others are deleted"},
+    {NULL, 0, NULL, NULL}};
+static const struct cli_opt gc_opts[] = {
+    {"uploaded", 0, NULL, "free local copies of attachments the server holds durably"},
     {NULL, 0, NULL, NULL}};
 static const struct cli_opt import_opts[] = {
     {"again", 0, NULL, "import a file that was imported before"}, {NULL, 0, NULL, NULL}};
@@ -66,11 +70,13 @@ static const struct cli_cmd commands[] = {
      "Change a record. Without options it opens $VISUAL/$EDITOR on the record.", cli_edit_opts,
      cmd_edit, 1},
     {"rm", "ID", "Delete a record (a signed delete; history is kept).", no_opts, cmd_rm, 1},
+    {"attach", "ID FILE", "Add a photo or recording to a record.", no_opts, cmd_attach, 1},
+    {"gc", "--uploaded", "Free local copies of attachments the server holds durably.", gc_opts,
+     cmd_gc, 1},
     {"resolve", "ID --keep REV", "Settle a conflict: keep one revision, delete the others.",
      resolve_opts, cmd_resolve, 1},
     {"export", "--format csv|jsonl|geojson [--out F] [--kind K] [--since T] [--excel]",
-     "Export the merged records for analysis (Excel, R, Stata, QGIS).", export_opts, cmd_export,
-     1},
+     "Export the merged records for analysis (Excel, R, Stata, QGIS).", export_opts, cmd_export, 1},
     {"config", "[get KEY | set KEY VALUE | unset KEY]",
      "Show or change this store's settings; without arguments, every value and its source.",
      no_opts, cmd_config, 1},

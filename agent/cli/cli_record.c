@@ -10,7 +10,7 @@
 #include "proto_json.h"
 
 /* Indexes into CONTENT_OPTS (cli_main.c). */
-enum { O_SITE, O_REGION, O_GPS, O_AT, O_AUTHOR, O_FIELD, O_NOTE, O_EDIT, O_KIND };
+enum { O_SITE, O_REGION, O_GPS, O_AT, O_AUTHOR, O_FIELD, O_NOTE, O_EDIT, O_ATTACH, O_KIND };
 
 #define TEMPLATE_MAX (4u * PROTO_NOTE_MAX_BYTES)
 
@@ -160,6 +160,36 @@ apply_opts(const struct cli_args *a, struct proto_content *c, struct fs_err *err
         default:
             break;
         }
+    }
+    return rc;
+}
+
+/* Streams every --attach file into the store and lists it in c: the files
+ * are durable before the revision that names them commits. */
+static enum fs_rc
+attach_files(struct cli *cli, const struct cli_args *a, struct proto_content *c, struct fs_err *err)
+{
+    size_t k;
+    enum fs_rc rc = FS_OK;
+
+    for (k = 0; !rc && k < a->n; k++) {
+        struct proto_attachment att, *na;
+
+        if (a->opt[k] != O_ATTACH)
+            continue;
+        if (c->n_attachments >= PROTO_ATTACHMENTS_MAX)
+            return fs_err_set(err, FS_ETOOBIG, "more than %u attachments", PROTO_ATTACHMENTS_MAX);
+        rc = store_blob_import(cli->store, a->val[k], &att, err);
+        if (rc)
+            break;
+        na = realloc(c->attachments, (c->n_attachments + 1) * sizeof *na);
+        if (!na) {
+            free(att.name);
+            free(att.type);
+            return fs_err_set(err, FS_ENOMEM, "out of memory");
+        }
+        c->attachments = na;
+        c->attachments[c->n_attachments++] = att;
     }
     return rc;
 }
@@ -406,6 +436,9 @@ cmd_add(struct cli *cli, const struct cli_cmd *cmd, int argc, char **argv)
         code = cli_usage("add needs a KIND, e.g. 'fieldsync add interview'");
         goto out;
     }
+    rc = attach_files(cli, &a, &c, &err);
+    if (rc)
+        goto fail;
     rc = store_record_create(cli->store, &c, NULL, id, &err);
     if (rc)
         goto fail;
@@ -474,6 +507,9 @@ cmd_edit(struct cli *cli, const struct cli_cmd *cmd, int argc, char **argv)
         if (rc)
             goto fail;
     }
+    rc = attach_files(cli, &a, &c, &err);
+    if (rc)
+        goto fail;
     rc = store_record_update(cli->store, id, &c, &err);
     if (rc)
         goto fail;
@@ -511,6 +547,102 @@ cmd_rm(struct cli *cli, const struct cli_cmd *cmd, int argc, char **argv)
         rc = store_record_delete(cli->store, id, &err);
     if (rc)
         code = cli_fail(rc, &err);
+out:
+    cli_args_release(&a);
+    return code;
+}
+
+int
+cmd_attach(struct cli *cli, const struct cli_cmd *cmd, int argc, char **argv)
+{
+    struct cli_args a;
+    struct proto_content c;
+    struct store_record r;
+    struct proto_attachment att, *na;
+    struct fs_err err = {{0}};
+    char id[PROTO_UUID_LEN + 1];
+    enum fs_rc rc;
+    int done, code, have = 0;
+
+    proto_content_init(&c);
+    code = cli_parse(cmd, argc, argv, &a, &done);
+    if (code || done)
+        goto out;
+    if (a.npos != 2) {
+        code = cli_usage("usage: fieldsync attach ID FILE");
+        goto out;
+    }
+    rc = resolve_id(cli, a.pos[0], id, &err);
+    if (!rc)
+        rc = store_record_get(cli->store, id, &r, &err);
+    if (rc)
+        goto fail;
+    have = 1;
+    if (r.state != PROTO_REC_LIVE) {
+        rc = fs_err_set(&err, FS_EINVAL, "record %s has no current revision to attach to", id);
+        goto fail;
+    }
+    rc = proto_content_parse(r.content, r.content_len, &c, &err);
+    if (rc) {
+        rc = fs_err_set(&err, FS_ECORRUPT, "record %s has unreadable content; run verify", id);
+        goto fail;
+    }
+    if (c.n_attachments >= PROTO_ATTACHMENTS_MAX) {
+        rc = fs_err_set(&err, FS_ETOOBIG, "record %s already has %u attachments", id,
+                        PROTO_ATTACHMENTS_MAX);
+        goto fail;
+    }
+    rc = store_blob_import(cli->store, a.pos[1], &att, &err);
+    if (rc)
+        goto fail;
+    na = realloc(c.attachments, (c.n_attachments + 1) * sizeof *na);
+    if (!na) {
+        free(att.name);
+        free(att.type);
+        rc = fs_err_set(&err, FS_ENOMEM, "out of memory");
+        goto fail;
+    }
+    c.attachments = na;
+    c.attachments[c.n_attachments++] = att;
+    rc = store_record_update(cli->store, id, &c, &err);
+    if (rc)
+        goto fail;
+    goto out;
+fail:
+    if (rc == FS_EIO)
+        fs_err_prefix(&err, "not saved: ");
+    code = cli_fail(rc, &err);
+out:
+    if (have)
+        store_record_release(&r);
+    proto_content_release(&c);
+    cli_args_release(&a);
+    return code;
+}
+
+int
+cmd_gc(struct cli *cli, const struct cli_cmd *cmd, int argc, char **argv)
+{
+    struct cli_args a;
+    struct fs_err err = {{0}};
+    uint64_t files, bytes;
+    enum fs_rc rc;
+    int done, code;
+
+    code = cli_parse(cmd, argc, argv, &a, &done);
+    if (code || done)
+        goto out;
+    if (a.npos || !cli_flag(&a, 0)) {
+        code = cli_usage("gc frees nothing unless asked: fieldsync gc --uploaded");
+        goto out;
+    }
+    rc = store_blobs_gc(cli->store, &files, &bytes, &err);
+    if (rc) {
+        code = cli_fail(rc, &err);
+        goto out;
+    }
+    fprintf(stderr, "freed %llu file%s, %llu bytes; the server holds them durably\n",
+            (unsigned long long)files, files == 1 ? "" : "s", (unsigned long long)bytes);
 out:
     cli_args_release(&a);
     return code;

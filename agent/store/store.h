@@ -149,6 +149,8 @@ struct store_status {
     uint64_t server_have_seq; /* the latest receipt's have_seq, 0 when none */
     uint64_t pending_entries; /* own entries no receipt covers */
     uint64_t records, deleted, conflicts;
+    uint64_t pending_blob_bytes; /* attachments the server does not hold yet */
+    uint64_t pending_blobs;
 };
 FS_WUR enum fs_rc store_status_get(struct store *s, struct store_status *st /* OUT */,
                                    struct fs_err *err);
@@ -261,6 +263,45 @@ FS_WUR enum fs_rc store_feed_append(struct store *s, const unsigned char feed[PR
 FS_WUR enum fs_rc store_feed_add_sparse(struct store *s, const unsigned char feed[PROTO_KEY_BYTES],
                                         const struct store_new_entry *es, size_t n,
                                         struct fs_err *err);
+
+/* ---- attachments (blobs) ------------------------------------------------------------ */
+
+#define STORE_BLOB_MAX_BYTES (2ull << 30) /* default per-blob cap, as the server's */
+
+/* Streams the file at path into the store's blob folder in constant memory,
+ * content-addressed by BLAKE2b-256; fsynced and renamed before this returns,
+ * so a revision that references it may commit. Fills att (name from the
+ * path, hash, size, a media type from the extension); caller releases its
+ * strings (free). Identical files are stored once. */
+FS_WUR enum fs_rc store_blob_import(struct store *s, const char *path,
+                                    struct proto_attachment *att /* OUT */, struct fs_err *err);
+/* The path of a blob's file in the store (which may not exist). */
+void store_blob_path(const struct store *s, const unsigned char hash[PROTO_HASH_BYTES], char *out,
+                     size_t cap);
+
+struct store_blob {
+    unsigned char hash[PROTO_HASH_BYTES];
+    uint64_t size;
+    int uploaded, local;
+};
+typedef int (*store_blob_cb)(void *ctx, const struct store_blob *b);
+/* Blobs of this device's records the server does not hold yet. */
+FS_WUR enum fs_rc store_blobs_pending(struct store *s, store_blob_cb cb, void *ctx,
+                                      uint64_t *bytes /* OUT, may be NULL */, struct fs_err *err);
+/* Blobs referenced by records here whose file is not here (to download). */
+FS_WUR enum fs_rc store_blobs_missing(struct store *s, store_blob_cb cb, void *ctx,
+                                      struct fs_err *err);
+/* The server confirmed it holds the blob durably. */
+FS_WUR enum fs_rc store_blob_uploaded(struct store *s, const unsigned char hash[PROTO_HASH_BYTES],
+                                      struct fs_err *err);
+/* Moves a downloaded, verified file into the blob folder. */
+FS_WUR enum fs_rc store_blob_adopt(struct store *s, const unsigned char hash[PROTO_HASH_BYTES],
+                                   const char *tmp_path, struct fs_err *err);
+/* Frees local copies of blobs the server holds durably. */
+FS_WUR enum fs_rc store_blobs_gc(struct store *s, uint64_t *files, uint64_t *bytes,
+                                 struct fs_err *err);
+/* The folder for partial downloads and imports (created on demand). */
+FS_WUR enum fs_rc store_blob_tmpdir(struct store *s, char *out, size_t cap, struct fs_err *err);
 
 /* Sets this device's role ("researcher" or "coordinator") after enrollment. */
 FS_WUR enum fs_rc store_self_role_set(struct store *s, const char *role, struct fs_err *err);

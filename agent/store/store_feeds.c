@@ -114,7 +114,19 @@ insert_entry(struct store *s, const unsigned char *feed, const struct store_new_
         sqlite3_bind_blob(st, 11, e->parsed->content_hash, PROTO_HASH_BYTES, SQLITE_STATIC);
     r = sqlite3_step(st);
     sqlite3_reset(st);
-    return r == SQLITE_DONE ? FS_OK : store_sqlerr(s, r, "saving an entry", err);
+    if (r != SQLITE_DONE)
+        return store_sqlerr(s, r, "saving an entry", err);
+    /* Attachments of other feeds' records: known, to be downloaded. */
+    if (e->parsed->has_content && e->content_len) {
+        struct proto_content c;
+
+        if (proto_content_parse(e->content, e->content_len, &c, NULL) == FS_OK) {
+            rc = c.n_attachments ? store_blob_refs_add(s, e->parsed->record_id, &c, 0, err) : FS_OK;
+            proto_content_release(&c);
+            return rc;
+        }
+    }
+    return FS_OK;
 }
 
 static int

@@ -10,6 +10,12 @@
 #include "fs_buf.h"
 #include "store.h"
 
+/* How many of a record's own attachments the server does not hold yet, as
+ * a column of a query over "records r". */
+#define STORE_BLOBS_WAITING                                                                        \
+    "(SELECT count(*) FROM blob_refs b JOIN blobs x ON x.hash = b.hash"                            \
+    " WHERE b.record_id = r.id AND b.own = 1 AND x.uploaded = 0)"
+
 /* Prepared statements kept for the life of the handle (hot paths). */
 enum store_stmt {
     ST_SELF_HEAD,
@@ -48,6 +54,11 @@ FS_WUR enum fs_rc store_exec(struct store *s, const char *sql, struct fs_err *er
 
 /* Creates or upgrades the schema to the current version (store_schema.c). */
 FS_WUR enum fs_rc store_schema_migrate(struct store *s, struct fs_err *err);
+
+/* Registers the attachments of content c (a revision of record id): blob
+ * rows and references; own ones must have their file here (store_blobs.c). */
+FS_WUR enum fs_rc store_blob_refs_add(struct store *s, const char *id,
+                                      const struct proto_content *c, int own, struct fs_err *err);
 
 /* Recomputes the records view row of id from every revision stored.
  * known/known_hash: content already in hand for that revision, to skip a

@@ -325,6 +325,12 @@ append_own(struct store *s, enum proto_op op, const char *id, uint64_t gen,
     sqlite3_reset(st);
     if (r != SQLITE_DONE)
         return store_sqlerr(s, r, "saving the feed head", err);
+    if (known && known->n_attachments) {
+        enum fs_rc brc = store_blob_refs_add(s, id, known, 1, err);
+
+        if (brc)
+            return brc;
+    }
     return store_record_refresh(s, id, known, hash, e.seq, err);
 }
 
@@ -669,7 +675,7 @@ row_to_record(sqlite3_stmt *st, uint64_t have, struct store_record *r)
         snprintf(r->kind, sizeof r->kind, "%s", (const char *)sqlite3_column_text(st, 5));
     r->observed_ms = sqlite3_column_int64(st, 6);
     r->n_conflicts = (size_t)sqlite3_column_int64(st, 7);
-    r->synced = (uint64_t)sqlite3_column_int64(st, 8) <= have;
+    r->synced = (uint64_t)sqlite3_column_int64(st, 8) <= have && sqlite3_column_int(st, 11) == 0;
     if (sqlite3_column_bytes(st, 10) >= PROTO_HASH_BYTES) {
         size_t n = (size_t)sqlite3_column_bytes(st, 10) / PROTO_HASH_BYTES;
 
@@ -727,7 +733,8 @@ store_records_each(struct store *s, const struct store_filter *f, store_record_c
     fs_buf_init(&sql, 4096);
     rc = fs_buf_adds(&sql, "SELECT r.id, r.state, r.owner, r.winner, r.gen, r.kind,"
                            " r.observed_ms, r.n_conflicts, r.last_own_seq, e.content,"
-                           " r.conflict_revs FROM records r LEFT JOIN entries e"
+                           " r.conflict_revs, " STORE_BLOBS_WAITING " AS waiting"
+                           " FROM records r LEFT JOIN entries e"
                            " ON e.feed = r.winner_feed AND e.seq = r.winner_seq WHERE 1");
     if (!rc && !f->with_deleted)
         rc = fs_buf_printf(&sql, " AND r.state <> %d", (int)PROTO_REC_TOMBSTONE);
@@ -738,7 +745,7 @@ store_records_each(struct store *s, const struct store_filter *f, store_record_c
     if (!rc && f->has_since)
         rc = fs_buf_adds(&sql, " AND r.observed_ms >= ?2");
     if (!rc && f->unsynced)
-        rc = fs_buf_adds(&sql, " AND r.last_own_seq > ?3");
+        rc = fs_buf_adds(&sql, " AND (r.last_own_seq > ?3 OR waiting > 0)");
     if (!rc && f->conflicts)
         rc = fs_buf_printf(&sql, " AND (r.n_conflicts > 0 OR r.state = %d)",
                            (int)PROTO_REC_CONTESTED);
@@ -878,6 +885,19 @@ store_status_get(struct store *s, struct store_status *out, struct fs_err *err)
     sqlite3_finalize(st);
     out->pending_entries =
         out->local_seq > out->server_have_seq ? out->local_seq - out->server_have_seq : 0;
+    r = sqlite3_prepare_v2(s->db,
+                           "SELECT count(*), coalesce(sum(size), 0) FROM blobs WHERE uploaded = 0"
+                           " AND hash IN (SELECT hash FROM blob_refs WHERE own = 1)",
+                           -1, &st, NULL);
+    if (r == SQLITE_OK)
+        r = sqlite3_step(st);
+    if (r == SQLITE_ROW) {
+        out->pending_blobs = (uint64_t)sqlite3_column_int64(st, 0);
+        out->pending_blob_bytes = (uint64_t)sqlite3_column_int64(st, 1);
+    }
+    sqlite3_finalize(st);
+    if (r != SQLITE_ROW)
+        return store_sqlerr(s, r, "reading the status", err);
     return FS_OK;
 }
 

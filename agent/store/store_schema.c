@@ -63,6 +63,21 @@ static const char *const migrations[] = {
     ") WITHOUT ROWID;",
     /* 1 -> 2: the conflicting revisions of a record (hashes, best first). */
     "ALTER TABLE records ADD COLUMN conflict_revs BLOB;",
+    /* 2 -> 3: attachments. A blob is a file in blobs/, content-addressed;
+     * uploaded: the server holds it durably; local: the file is here. */
+    "CREATE TABLE blobs("
+    "  hash BLOB PRIMARY KEY,"
+    "  size INTEGER NOT NULL,"
+    "  uploaded INTEGER NOT NULL DEFAULT 0,"
+    "  local INTEGER NOT NULL DEFAULT 0"
+    ") WITHOUT ROWID;"
+    "CREATE TABLE blob_refs("
+    "  record_id TEXT NOT NULL,"
+    "  hash BLOB NOT NULL,"
+    "  own INTEGER NOT NULL DEFAULT 0,"
+    "  PRIMARY KEY (record_id, hash)"
+    ") WITHOUT ROWID;"
+    "CREATE INDEX blob_refs_hash ON blob_refs(hash);",
 };
 
 #define SCHEMA_VERSION ((int)FS_ARRAY_LEN(migrations))

@@ -221,7 +221,7 @@ static const struct opt_def {
     [OPT_CUT_DOWN] = {"cut-down", "MIN:MAX", NULL, "the same for server->client"},
     [OPT_CUT_PROB] = {"cut-prob", "P", "1.0", "probability that a connection is cut at all"},
     [OPT_STALL_MS] = {"stall-ms", "MS", "0", "length of a stall (sockets stay open)"},
-    [OPT_STALL_PROB] = {"stall-prob", "P", "0", "probability that a connection stalls once"},
+    [OPT_STALL_PROB] = {"stall-prob", "P", "1.0", "probability that a connection stalls once"},
     [OPT_STALL_AT] = {"stall-at", "MIN:MAX", "0:4k",
                       "the stall starts after a uniform [MIN,MAX] bytes, both directions"},
     [OPT_DELAY_MS] = {"delay-ms", "MS", "0", "latency added to every chunk, each direction"},
