@@ -44,9 +44,24 @@ struct sync_resp {
     long status;
     const unsigned char *body; /* valid until the next request */
     size_t len;
-    long retry_after_s; /* -1 when absent */
-    const char *cursor; /* X-Fieldsync-Cursor, or NULL */
+    long retry_after_s;      /* -1 when absent */
+    const char *cursor;      /* X-Fieldsync-Cursor, or NULL */
+    long long upload_offset; /* Upload-Offset, -1 when absent */
+    int complete;            /* X-Fieldsync-Complete: 1 */
 };
+
+/* Bytes done so far of a streamed transfer. */
+typedef void (*sync_bytes_cb)(void *ctx, uint64_t done);
+
+/* PATCH one blob chunk: length bytes of fd from offset, streamed (never held
+ * in memory), signed over offset and length. */
+FS_WUR enum fs_rc sync_http_patch_chunk(struct sync_http *h, const char *target, int fd,
+                                        uint64_t offset, uint64_t length, sync_bytes_cb progress,
+                                        void *pctx, struct sync_resp *out, struct fs_err *err);
+/* GET a blob from byte from onward (Range), appending to fd as it arrives. */
+FS_WUR enum fs_rc sync_http_download(struct sync_http *h, const char *target, int fd, uint64_t from,
+                                     sync_bytes_cb progress, void *pctx, struct sync_resp *out,
+                                     struct fs_err *err);
 
 /* One request. sign: add the Authorization header (a pinned key and a signer
  * are needed). A 401 "clock" answer makes the client correct its offset from
@@ -112,6 +127,47 @@ FS_WUR enum fs_rc sync_corrections(struct store *s, struct sync_http *h, uint64_
 /* The project's signed feeds listing, verified; caller json_decref()s. */
 FS_WUR enum fs_rc sync_feeds_listing(struct store *s, struct sync_http *h, void **listing,
                                      struct fs_err *err);
+
+/* ---- attachments -------------------------------------------------------------------- */
+
+struct sync_blob_progress {
+    sync_bytes_cb cb; /* bytes done of all of this run's blobs */
+    void *ctx;
+    uint64_t total; /* filled before the first byte moves */
+};
+
+/* Uploads this device's attachments the server lacks: resumes from the
+ * durable offset, chunks that shrink after a cut and grow after successes.
+ * *done counts blobs the server now holds. */
+FS_WUR enum fs_rc sync_blobs_upload(struct store *s, struct sync_http *h,
+                                    struct sync_blob_progress *p, uint64_t *done,
+                                    struct fs_err *err);
+/* Downloads the attachments of records here whose files are not here, with
+ * Range resume, each checked against its hash before it is kept. */
+FS_WUR enum fs_rc sync_blobs_download(struct store *s, struct sync_http *h,
+                                      struct sync_blob_progress *p, uint64_t *done,
+                                      struct fs_err *err);
+
+/* ---- one sync run: what `fieldsync sync` and the daemon both do ---------------------- */
+
+struct sync_run_opts {
+    sync_progress_cb progress; /* entries */
+    sync_bytes_cb bytes;       /* attachment bytes; total in blobs.total */
+    void *ctx;
+    void (*warn)(void *ctx, const char *line);
+    struct sync_blob_progress blobs;
+};
+
+struct sync_run_result {
+    struct sync_push_result push;
+    uint64_t corrections; /* coordinators' revisions folded in */
+    uint64_t blobs;       /* attachments the server now holds whole */
+};
+
+/* Push entries, fetch corrections, upload attachments. FS_OK only when the
+ * server holds every entry and every attachment of this device durably. */
+FS_WUR enum fs_rc sync_run(struct store *s, struct sync_http *h, struct sync_run_opts *o,
+                           struct sync_run_result *out, struct fs_err *err);
 
 /* Opens a client for the store's server with its pinned key and signer;
  * FS_EAUTH when the store is not enrolled. */

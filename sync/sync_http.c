@@ -2,12 +2,14 @@
  * answer capped, every failure sorted into "no connection", "retry" and
  * "stop and tell someone". */
 #include <curl/curl.h>
+#include <errno.h>
 #include <inttypes.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "proto_auth.h"
 #include "proto_json.h"
@@ -26,6 +28,14 @@ struct sync_http {
     struct fs_buf answer;
     long retry_after;
     char cursor[24];
+    long long upload_offset; /* Upload-Offset of the last answer, -1 when absent */
+    int complete;            /* X-Fieldsync-Complete: 1 */
+    int io_fd;               /* streaming: the file read (upload) or written (download) */
+    uint64_t io_pos, io_left;
+    int io_failed;
+    sync_bytes_cb io_progress;
+    void *io_ctx;
+    uint64_t io_base;
     int connected;
 };
 
@@ -56,6 +66,10 @@ on_header(char *p, size_t size, size_t n, void *ud)
             h->cursor[k++] = p[i++];
         h->cursor[k] = 0;
     }
+    if (len > 14 && strncasecmp(p, "Upload-Offset:", 14) == 0)
+        h->upload_offset = strtoll(p + 14, NULL, 10);
+    if (len > 21 && strncasecmp(p, "X-Fieldsync-Complete:", 21) == 0)
+        h->complete = strtol(p + 21, NULL, 10) == 1;
     if (len > 12 && strncasecmp(p, "Retry-After:", 12) == 0) {
         char tmp[32];
         size_t k = len - 12 < sizeof tmp - 1 ? len - 12 : sizeof tmp - 1;
@@ -280,22 +294,18 @@ transport_error(struct sync_http *h, CURLcode cc, const char *errbuf, struct fs_
     }
 }
 
-static enum fs_rc
-request_once(struct sync_http *h, const char *method, const char *target, const void *body,
-             size_t body_len, int sign, struct sync_resp *out, struct fs_err *err)
+/* The options every request shares: hardened, capped, no redirects. */
+static void
+setup(struct sync_http *h, const char *url, char *errbuf)
 {
-    struct curl_slist *hdrs = NULL;
-    char url[4096], auth[PROTO_AUTH_HEADER_MAX + 32], errbuf[CURL_ERROR_SIZE] = "";
-    CURLcode cc;
-    enum fs_rc rc = FS_OK;
     int secure = strncmp(h->base, "https://", 8) == 0;
 
-    if (snprintf(url, sizeof url, "%s%s", h->base, target) >= (int)sizeof url)
-        return fs_err_set(err, FS_EINTERNAL, "URL too long");
     curl_easy_reset(h->curl);
     fs_buf_reset(&h->answer);
     h->retry_after = -1;
     h->cursor[0] = 0;
+    h->upload_offset = -1;
+    h->complete = 0;
     curl_easy_setopt(h->curl, CURLOPT_URL, url);
     curl_easy_setopt(h->curl, CURLOPT_PROTOCOLS_STR, secure ? "https" : "http");
     curl_easy_setopt(h->curl, CURLOPT_NOSIGNAL, 1L);
@@ -313,6 +323,20 @@ request_once(struct sync_http *h, const char *method, const char *target, const 
     curl_easy_setopt(h->curl, CURLOPT_USERAGENT, "fieldsync/" FS_VERSION);
     if (h->cacert)
         curl_easy_setopt(h->curl, CURLOPT_CAINFO, h->cacert);
+}
+
+static enum fs_rc
+request_once(struct sync_http *h, const char *method, const char *target, const void *body,
+             size_t body_len, int sign, struct sync_resp *out, struct fs_err *err)
+{
+    struct curl_slist *hdrs = NULL;
+    char url[4096], auth[PROTO_AUTH_HEADER_MAX + 32], errbuf[CURL_ERROR_SIZE] = "";
+    CURLcode cc;
+    enum fs_rc rc = FS_OK;
+
+    if (snprintf(url, sizeof url, "%s%s", h->base, target) >= (int)sizeof url)
+        return fs_err_set(err, FS_EINTERNAL, "URL too long");
+    setup(h, url, errbuf);
     hdrs = curl_slist_append(hdrs, "Expect:");
     hdrs = curl_slist_append(hdrs, "Accept: application/json, application/octet-stream");
     if (body) {
@@ -320,7 +344,9 @@ request_once(struct sync_http *h, const char *method, const char *target, const 
         curl_easy_setopt(h->curl, CURLOPT_POSTFIELDS, body);
         curl_easy_setopt(h->curl, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)body_len);
     }
-    if (strcmp(method, "GET") != 0 && strcmp(method, "POST") != 0)
+    if (strcmp(method, "HEAD") == 0)
+        curl_easy_setopt(h->curl, CURLOPT_NOBODY, 1L);
+    else if (strcmp(method, "GET") != 0 && strcmp(method, "POST") != 0)
         curl_easy_setopt(h->curl, CURLOPT_CUSTOMREQUEST, method);
     else if (strcmp(method, "POST") == 0 && !body) {
         curl_easy_setopt(h->curl, CURLOPT_POSTFIELDS, "");
@@ -356,7 +382,174 @@ request_once(struct sync_http *h, const char *method, const char *target, const 
     out->len = h->answer.len;
     out->retry_after_s = h->retry_after;
     out->cursor = h->cursor[0] ? h->cursor : NULL;
+    out->upload_offset = h->upload_offset;
+    out->complete = h->complete;
     return rc;
+}
+
+/* ---- streaming: blob chunks up, blobs down ---------------------------------------- */
+
+static size_t
+on_read_file(char *buf, size_t size, size_t n, void *ud)
+{
+    struct sync_http *h = ud;
+    size_t want = size * n;
+    ssize_t got;
+
+    if (want > h->io_left)
+        want = (size_t)h->io_left;
+    if (want == 0)
+        return 0;
+    do
+        got = pread(h->io_fd, buf, want, (off_t)h->io_pos);
+    while (got < 0 && errno == EINTR);
+    if (got <= 0) {
+        h->io_failed = 1;
+        return CURL_READFUNC_ABORT;
+    }
+    h->io_pos += (uint64_t)got;
+    h->io_left -= (uint64_t)got;
+    if (h->io_progress)
+        h->io_progress(h->io_ctx, h->io_base + (h->io_pos - h->io_base));
+    return (size_t)got;
+}
+
+static size_t
+on_write_file(char *p, size_t size, size_t n, void *ud)
+{
+    struct sync_http *h = ud;
+    size_t len = size * n, done = 0;
+    long status = 0;
+
+    curl_easy_getinfo(h->curl, CURLINFO_RESPONSE_CODE, &status);
+    if (status != 200 && status != 206) /* an error answer: keep it as text */
+        return on_body(p, size, n, ud);
+    while (done < len) {
+        ssize_t w = write(h->io_fd, p + done, len - done);
+
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0) {
+            h->io_failed = 1;
+            return 0;
+        }
+        done += (size_t)w;
+    }
+    h->io_pos += len;
+    if (h->io_progress)
+        h->io_progress(h->io_ctx, h->io_pos);
+    return len;
+}
+
+enum fs_rc
+sync_http_patch_chunk(struct sync_http *h, const char *target, int fd, uint64_t offset,
+                      uint64_t length, sync_bytes_cb progress, void *pctx, struct sync_resp *out,
+                      struct fs_err *err)
+{
+    struct curl_slist *hdrs = NULL;
+    struct proto_req_auth a;
+    char url[4096], auth[PROTO_AUTH_HEADER_MAX + 32], value[PROTO_AUTH_HEADER_MAX], off[48],
+        errbuf[CURL_ERROR_SIZE] = "";
+    CURLcode cc;
+
+    memset(out, 0, sizeof *out);
+    if (!h->pinned || !h->sk)
+        return fs_err_set(err, FS_EAUTH, "this device is not enrolled");
+    if (snprintf(url, sizeof url, "%s%s", h->base, target) >= (int)sizeof url)
+        return fs_err_set(err, FS_EINTERNAL, "URL too long");
+    setup(h, url, errbuf);
+    memcpy(a.feed, h->feed, PROTO_KEY_BYTES);
+    a.ts = (int64_t)time(NULL) + h->clock_offset_s;
+    randombytes_buf(a.nonce, sizeof a.nonce);
+    proto_req_sign_chunk(&a, "PATCH", target, offset, length, h->server_pk, h->sk);
+    proto_req_auth_format(&a, value);
+    snprintf(auth, sizeof auth, "Authorization: %s", value);
+    snprintf(off, sizeof off, "Upload-Offset: %llu", (unsigned long long)offset);
+    hdrs = curl_slist_append(hdrs, "Expect:");
+    hdrs = curl_slist_append(hdrs, "Content-Type: application/offset+octet-stream");
+    hdrs = curl_slist_append(hdrs, off);
+    hdrs = curl_slist_append(hdrs, auth);
+    if (!hdrs)
+        return fs_err_set(err, FS_ENOMEM, "out of memory");
+    h->io_fd = fd;
+    h->io_pos = offset;
+    h->io_left = length;
+    h->io_failed = 0;
+    h->io_progress = progress;
+    h->io_ctx = pctx;
+    h->io_base = offset;
+    curl_easy_setopt(h->curl, CURLOPT_UPLOAD, 1L);
+    curl_easy_setopt(h->curl, CURLOPT_CUSTOMREQUEST, "PATCH");
+    curl_easy_setopt(h->curl, CURLOPT_READFUNCTION, on_read_file);
+    curl_easy_setopt(h->curl, CURLOPT_READDATA, h);
+    curl_easy_setopt(h->curl, CURLOPT_INFILESIZE_LARGE, (curl_off_t)length);
+    curl_easy_setopt(h->curl, CURLOPT_HTTPHEADER, hdrs);
+    cc = curl_easy_perform(h->curl);
+    curl_slist_free_all(hdrs);
+    h->io_progress = NULL;
+    if (h->io_failed)
+        return fs_err_set(err, FS_EIO, "cannot read the attachment's file");
+    if (cc != CURLE_OK)
+        return transport_error(h, cc, errbuf, err);
+    h->connected = 1;
+    curl_easy_getinfo(h->curl, CURLINFO_RESPONSE_CODE, &out->status);
+    out->body = h->answer.data ? h->answer.data : (const unsigned char *)"";
+    out->len = h->answer.len;
+    out->retry_after_s = h->retry_after;
+    out->upload_offset = h->upload_offset;
+    out->complete = h->complete;
+    return FS_OK;
+}
+
+enum fs_rc
+sync_http_download(struct sync_http *h, const char *target, int fd, uint64_t from,
+                   sync_bytes_cb progress, void *pctx, struct sync_resp *out, struct fs_err *err)
+{
+    struct curl_slist *hdrs = NULL;
+    struct proto_req_auth a;
+    char url[4096], auth[PROTO_AUTH_HEADER_MAX + 32], value[PROTO_AUTH_HEADER_MAX], range[64],
+        errbuf[CURL_ERROR_SIZE] = "";
+    CURLcode cc;
+
+    memset(out, 0, sizeof *out);
+    if (!h->pinned || !h->sk)
+        return fs_err_set(err, FS_EAUTH, "this device is not enrolled");
+    if (snprintf(url, sizeof url, "%s%s", h->base, target) >= (int)sizeof url)
+        return fs_err_set(err, FS_EINTERNAL, "URL too long");
+    setup(h, url, errbuf);
+    memcpy(a.feed, h->feed, PROTO_KEY_BYTES);
+    a.ts = (int64_t)time(NULL) + h->clock_offset_s;
+    randombytes_buf(a.nonce, sizeof a.nonce);
+    proto_req_sign(&a, "GET", target, NULL, 0, h->server_pk, h->sk);
+    proto_req_auth_format(&a, value);
+    snprintf(auth, sizeof auth, "Authorization: %s", value);
+    snprintf(range, sizeof range, "Range: bytes=%llu-", (unsigned long long)from);
+    hdrs = curl_slist_append(hdrs, auth);
+    hdrs = curl_slist_append(hdrs, range);
+    if (!hdrs)
+        return fs_err_set(err, FS_ENOMEM, "out of memory");
+    h->io_fd = fd;
+    h->io_pos = from;
+    h->io_failed = 0;
+    h->io_progress = progress;
+    h->io_ctx = pctx;
+    /* The file streams to disk: no answer cap applies to it. */
+    curl_easy_setopt(h->curl, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)0);
+    curl_easy_setopt(h->curl, CURLOPT_WRITEFUNCTION, on_write_file);
+    curl_easy_setopt(h->curl, CURLOPT_HTTPHEADER, hdrs);
+    cc = curl_easy_perform(h->curl);
+    curl_slist_free_all(hdrs);
+    h->io_progress = NULL;
+    if (h->io_failed)
+        return fs_err_set(err, FS_EIO, "cannot write the downloaded file");
+    if (cc != CURLE_OK)
+        return transport_error(h, cc, errbuf, err);
+    h->connected = 1;
+    curl_easy_getinfo(h->curl, CURLINFO_RESPONSE_CODE, &out->status);
+    out->body = h->answer.data ? h->answer.data : (const unsigned char *)"";
+    out->len = h->answer.len;
+    out->retry_after_s = h->retry_after;
+    return FS_OK;
 }
 
 enum fs_rc

@@ -53,6 +53,8 @@ static const struct setting settings[] = {
     {"batch_max_bytes", "4194304", 1, check_uint, "largest batch sent in one push"},
     {"batch_max_entries", "5000", 1, check_uint, "most entries sent in one push"},
     {"pull_page", "2000", 1, check_uint, "most entries fetched per request by pull (up to 5000)"},
+    {"blob_chunk", "1048576", 1, check_uint,
+     "the next attachment chunk's size (adapts: smaller after a cut, larger after a success)"},
     {"connect_timeout_ms", "10000", 1, check_uint, "how long to wait for a connection"},
     {"request_timeout_ms", "600000", 1, check_uint, "the longest one request may take"},
     {"server_key", NULL, 0, NULL, "the server's key, pinned at enrollment"},

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "proto_content.h"
 #include "proto_export.h"
 
 enum { X_FORMAT, X_OUT, X_KIND, X_SINCE, X_EXCEL };
@@ -37,6 +38,7 @@ sink_write(void *ctx, const void *p, size_t n)
 }
 
 struct pass {
+    struct store *store;
     struct proto_field_set *fields;
     struct proto_export *x;
     struct fs_err *err;
@@ -57,14 +59,46 @@ collect(void *ctx, const struct store_record *r)
     return p->rc != FS_OK;
 }
 
+/* Local paths of a record's attachments held here (export names them). */
+static enum fs_rc
+attachment_paths(struct store *s, const struct store_record *r, struct proto_content *c,
+                 char ***paths)
+{
+    size_t i;
+
+    *paths = NULL;
+    if (proto_content_parse(r->content, r->content_len, c, NULL) != FS_OK || !c->n_attachments)
+        return FS_OK;
+    *paths = calloc(c->n_attachments, sizeof **paths);
+    if (!*paths)
+        return FS_ENOMEM;
+    for (i = 0; i < c->n_attachments; i++) {
+        char path[4200];
+
+        store_blob_path(s, c->attachments[i].hash, path, sizeof path);
+        if (access(path, R_OK) == 0 && !((*paths)[i] = strdup(path)))
+            return FS_ENOMEM;
+    }
+    return FS_OK;
+}
+
 static int
 emit(void *ctx, const struct store_record *r)
 {
     struct pass *p = ctx;
     struct proto_export_record er;
+    struct proto_content c;
+    char **paths = NULL;
+    size_t i;
 
     if (r->state != PROTO_REC_LIVE)
         return 0;
+    proto_content_init(&c);
+    p->rc = attachment_paths(p->store, r, &c, &paths);
+    if (p->rc) {
+        fs_err_set(p->err, p->rc, "out of memory");
+        goto out;
+    }
     memset(&er, 0, sizeof er);
     er.id = r->id;
     er.gen = r->gen;
@@ -73,7 +107,16 @@ emit(void *ctx, const struct store_record *r)
     er.n_conflicts = r->n_conflict_revs;
     er.content = r->content;
     er.content_len = r->content_len;
+    if (paths) {
+        er.attachment_paths = (const char *const *)paths;
+        er.n_attachment_paths = c.n_attachments;
+    }
     p->rc = proto_export_add(p->x, &er, p->err);
+out:
+    for (i = 0; paths && i < c.n_attachments; i++)
+        free(paths[i]);
+    free(paths);
+    proto_content_release(&c);
     return p->rc != FS_OK;
 }
 
@@ -95,6 +138,7 @@ cmd_export(struct cli *cli, const struct cli_cmd *cmd, int argc, char **argv)
     memset(&f, 0, sizeof f);
     memset(&o, 0, sizeof o);
     p.err = &err;
+    p.store = cli->store;
     code = cli_parse(cmd, argc, argv, &a, &done);
     if (code || done)
         goto out;

@@ -130,6 +130,17 @@ store_home_resolve(const char *flag, char **out, struct fs_err *err)
         return fs_err_set(err, FS_EUSAGE, "no home folder: pass --home DIR or set FIELDSYNC_HOME");
     if (!p)
         return fs_err_set(err, FS_ENOMEM, "out of memory");
+    if (p[0] != '/') {
+        /* Absolute, so that paths named in exports and daemons stay true. */
+        char cwd[4096], *abs = NULL;
+
+        if (!getcwd(cwd, sizeof cwd) || asprintf(&abs, "%s/%s", cwd, p) < 0) {
+            free(p);
+            return fs_err_set(err, FS_EIO, "cannot tell the current folder");
+        }
+        free(p);
+        p = abs;
+    }
     *out = p;
     return FS_OK;
 }
