@@ -309,6 +309,7 @@ access_cb(void *cls, struct MHD_Connection *c, const char *url, const char *meth
             memset(&rq, 0, sizeof rq);
             memset(&rs, 0, sizeof rs);
             rs.fd = -1;
+            fs_buf_init(&rs.body, 4096);
             if (!cl)
                 return refuse_now(s, c, 411, "malformed", "a blob chunk needs a Content-Length",
                                   NULL);

@@ -170,6 +170,11 @@ parse_opts(int argc, char **argv, struct opts *o)
         case 'v':
             o->log_level = optarg;
             break;
+        case 'X':
+            if (parse_uint(optarg, 1ull << 44, &v) || v == 0)
+                return -1;
+            o->blob_max = v;
+            break;
         case 'p':
             if (o->n_proxies == FS_ARRAY_LEN(o->proxies))
                 return -1;

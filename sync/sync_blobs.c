@@ -67,8 +67,14 @@ refused(const struct sync_resp *r, const char *what, struct fs_err *err)
     char code[64], msg[200];
 
     sync_error_text(r, code, sizeof code, msg, sizeof msg);
-    if (r->status == 503 || r->status == 429 || r->status >= 500 ||
-        (r->status == 409 && strcmp(code, "busy") == 0))
+    /* HEAD answers and early refusals of a chunk may come without a body:
+     * the status alone must say what to do. */
+    if (r->status == 413)
+        return fs_err_set(err, FS_EPROTO,
+                          "an attachment is larger than the server's cap for %s; ask the "
+                          "project's operator",
+                          what);
+    if (r->status == 503 || r->status == 429 || r->status >= 500 || r->status == 409)
         return fs_err_set(err, FS_EAGAIN, "the server asks to retry %s later: %s", what, msg);
     if (r->status == 401 || r->status == 403 || r->status == 404)
         return fs_err_set(err, FS_EAUTH, "the server refuses %s: %s", what, msg);
@@ -131,7 +137,7 @@ upload_one(struct store *s, struct sync_http *h, const struct store_blob *b, siz
     struct sync_resp r;
     char target[256], path[4200];
     uint64_t offset = 0;
-    int fd = -1, cuts = 0;
+    int fd = -1, cuts = 0, busy_waits = 0;
     enum fs_rc rc;
 
     rc = blob_target(s, b->hash, target, sizeof target, err);
@@ -183,6 +189,14 @@ upload_one(struct store *s, struct sync_http *h, const struct store_blob *b, siz
             break;
         if (r.status == 409 && r.upload_offset >= 0) {
             offset = (uint64_t)r.upload_offset; /* the server says where */
+            continue;
+        }
+        if (r.status == 409 && ++busy_waits <= CUTS_MAX) {
+            /* The server is still closing a cut upload of this blob (it
+             * makes the bytes durable first): a short pause, then on. */
+            long wait = r.retry_after_s > 0 && r.retry_after_s <= 5 ? r.retry_after_s : 1;
+
+            sleep((unsigned)wait);
             continue;
         }
         if (r.status != 200) {

@@ -156,7 +156,13 @@ main(int argc, char **argv)
         memcpy(a.feed, pk, sizeof pk);
         a.ts = store_now_ms() / 1000;
         randombytes_buf(a.nonce, sizeof a.nonce);
-        proto_req_sign(&a, "GET", argv[7], NULL, 0, spk, sk);
+        /* auth SERVERKEY TARGET [METHOD [OFFSET LENGTH]]: a chunk signature
+         * when OFFSET and LENGTH are given. */
+        if (argc > 10)
+            proto_req_sign_chunk(&a, argv[8], argv[7], strtoull(argv[9], NULL, 10),
+                                 strtoull(argv[10], NULL, 10), spk, sk);
+        else
+            proto_req_sign(&a, argc > 8 ? argv[8] : "GET", argv[7], NULL, 0, spk, sk);
         proto_req_auth_format(&a, value);
         f = fopen(argv[4], "w");
         if (!f || fputs(value, f) < 0 || fclose(f) != 0)
