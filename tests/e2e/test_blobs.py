@@ -265,21 +265,23 @@ class BlobMemoryTest(TempTestCase):
             f = os.path.join(self.tmp, "big.bin")
             size = 256 * MiB
             random_file(f, size, 6)
-            add = subprocess.Popen([os.path.join(BIN, "fieldsync"), "--home", dev.home, "add",
-                                    "interview", "--attach", f], stdout=subprocess.PIPE)
-            _, status, ru_add = os.wait4(add.pid, 0)
-            add.returncode = os.waitstatus_to_exitcode(status)
-            add.stdout.close()
-            self.assertEqual(add.returncode, 0)
-            sync = subprocess.Popen([os.path.join(BIN, "fieldsync"), "--home", dev.home, "sync",
-                                     "--quiet"])
-            _, status, ru_sync = os.wait4(sync.pid, 0)
-            self.assertEqual(os.waitstatus_to_exitcode(status), 0)
+            maxrss = os.path.join(BIN, "tests", "tools", "maxrss")
+
+            def peak(*args):
+                p = subprocess.run([maxrss, os.path.join(BIN, "fieldsync"), *args],
+                                   capture_output=True, timeout=600)
+                self.assertEqual(p.returncode, 0, p.stderr)
+                line = [l for l in p.stderr.decode().splitlines() if l.startswith("maxrss ")][-1]
+                return int(line.split()[1])
+
+            class R:
+                def __init__(self, kib):
+                    self.ru_maxrss = kib
+
+            ru_add = R(peak("--home", dev.home, "add", "interview", "--attach", f))
+            ru_sync = R(peak("--home", dev.home, "sync", "--quiet"))
             co = enrolled_device(self.tmp, server, name="co", role="coordinator")
-            pull = subprocess.Popen([os.path.join(BIN, "fieldsync"), "--home", co.home, "pull",
-                                     "--attachments", "--quiet"])
-            _, status, ru_pull = os.wait4(pull.pid, 0)
-            self.assertEqual(os.waitstatus_to_exitcode(status), 0)
+            ru_pull = R(peak("--home", co.home, "pull", "--attachments", "--quiet"))
             with open("/proc/%d/status" % server.proc.pid) as s:
                 hwm = [l for l in s if l.startswith("VmHWM:")][0]
             server_kib = int(hwm.split()[1])
