@@ -12,6 +12,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <jansson.h>
+
 #include "proto_auth.h"
 #include "proto_entry.h"
 #include "srv.h"
@@ -515,15 +517,22 @@ cmd_token_create(const struct opts *o)
 
 struct list_ctx {
     int json, first;
+    struct srv *s;
+    struct srv_db *db;
 };
 
 static int
 list_one(void *ctx, const struct srv_feed *f)
 {
     struct list_ctx *lc = ctx;
-    char hex[2 * PROTO_KEY_BYTES + 1], flags[64] = "";
+    char hex[2 * PROTO_KEY_BYTES + 1], flags[96] = "", last[PROTO_TIME_MAX_LEN];
+    uint64_t missing = 0;
+    struct fs_err err;
 
     proto_hex_encode(f->feed, PROTO_KEY_BYTES, hex);
+    proto_time_format_ms(f->last_contact_ms, last);
+    if (lc->s->ops->blob_missing(lc->db, f->feed, &missing, &err) != FS_OK)
+        missing = 0;
     if (f->flags & SRV_FLAG_FORK)
         snprintf(flags + strlen(flags), sizeof flags - strlen(flags), "fork@%" PRIu64 " ",
                  f->fork_seq);
@@ -532,18 +541,27 @@ list_one(void *ctx, const struct srv_feed *f)
     if (f->revoked)
         snprintf(flags + strlen(flags), sizeof flags - strlen(flags), "revoked<=%" PRIu64 " ",
                  f->accept_through);
+    if (missing)
+        snprintf(flags + strlen(flags), sizeof flags - strlen(flags), "files-missing=%" PRIu64,
+                 missing);
     if (lc->json) {
-        printf("%s{\"feed\":\"%s\",\"project\":\"%s\",\"role\":\"%s\",\"have_seq\":%" PRIu64
-               ",\"receipt_seq\":%" PRIu64 ",\"attested_seq\":%" PRIu64
-               ",\"last_contact_ms\":%" PRId64 ",\"fork\":%s,\"fork_seq\":%" PRIu64
-               ",\"contested\":%s,\"revoked\":%s}",
-               lc->first ? "" : ",\n", hex, f->project, srv_role_name(f->role), f->have_seq,
-               f->receipt_seq, f->attested_seq, f->last_contact_ms,
+        char *name = json_dumps(json_string(f->name), JSON_ENCODE_ANY);
+
+        printf("%s{\"feed\":\"%s\",\"project\":\"%s\",\"name\":%s,\"role\":\"%s\","
+               "\"have_seq\":%" PRIu64 ",\"receipt_seq\":%" PRIu64 ",\"attested_seq\":%" PRIu64
+               ",\"last_contact\":\"%s\",\"fork\":%s,\"fork_seq\":%" PRIu64
+               ",\"contested\":%s,\"revoked\":%s,\"blobs_missing\":%" PRIu64 "}",
+               lc->first ? "" : ",\n", hex, f->project, name ? name : "null",
+               srv_role_name(f->role), f->have_seq, f->receipt_seq, f->attested_seq, last,
                (f->flags & SRV_FLAG_FORK) ? "true" : "false", f->fork_seq,
-               (f->flags & SRV_FLAG_CONTESTED) ? "true" : "false", f->revoked ? "true" : "false");
+               (f->flags & SRV_FLAG_CONTESTED) ? "true" : "false", f->revoked ? "true" : "false",
+               missing);
+        free(name);
     } else {
-        printf("%.16s  %-12s %-11s %-24.24s have %-7" PRIu64 " receipt %-7" PRIu64 " %s\n", hex,
-               f->project, srv_role_name(f->role), f->name, f->have_seq, f->receipt_seq, flags);
+        printf("%.16s  %-12s %-11s %-24.24s have %-7" PRIu64 " receipt %-7" PRIu64
+               " last %.16s  %s\n",
+               hex, f->project, srv_role_name(f->role), f->name, f->have_seq, f->receipt_seq, last,
+               flags);
     }
     lc->first = 0;
     return 0;
@@ -555,13 +573,15 @@ cmd_device_list(const struct opts *o)
     struct srv s;
     struct srv_db *db = NULL;
     struct fs_err err = {{0}};
-    struct list_ctx lc = {o->json, 1};
+    struct list_ctx lc = {o->json, 1, NULL, NULL};
     enum fs_rc rc;
 
     rc = open_srv(&s, o, &err);
     if (!rc)
         rc = srv_db_get(&s, &db, &err);
     if (!rc) {
+        lc.s = &s;
+        lc.db = db;
         if (lc.json)
             printf("[");
         rc = s.ops->feed_list(db, o->project, list_one, &lc, &err);

@@ -242,6 +242,21 @@ class CoreTest(TempTestCase):
         self.assertOneLineError(p, 77)
         self.assertIn("chmod 600", p.err)
 
+    def test_help_and_version(self):
+        p = self.dev.ok("--version")
+        self.assertRegex(p.out, r"^fieldsync \d+\.\d+\.\d+")
+        top = self.dev.ok("--help").out
+        commands = ["init", "add", "import", "list", "show", "edit", "rm", "attach", "gc",
+                    "resolve", "export", "config", "status", "verify", "enroll", "sync",
+                    "pull", "devices", "token", "device"]
+        for c in commands:
+            self.assertIn("  %s " % c, top)
+            p = self.dev.ok(c, "--help")
+            self.assertIn("usage: fieldsync", p.out)
+            self.assertIn(c, p.out)
+        p = self.dev.run("frobnicate")
+        self.assertOneLineError(p, 64)
+
     def test_init_twice_and_no_store(self):
         p = self.dev.run("init", "--name", "again")
         self.assertOneLineError(p, 64)
