@@ -545,8 +545,10 @@ list_one(void *ctx, const struct srv_feed *f)
         snprintf(flags + strlen(flags), sizeof flags - strlen(flags), "files-missing=%" PRIu64,
                  missing);
     if (lc->json) {
-        char *name = json_dumps(json_string(f->name), JSON_ENCODE_ANY);
+        json_t *js = json_string(f->name);
+        char *name = js ? json_dumps(js, JSON_ENCODE_ANY) : NULL;
 
+        json_decref(js);
         printf("%s{\"feed\":\"%s\",\"project\":\"%s\",\"name\":%s,\"role\":\"%s\","
                "\"have_seq\":%" PRIu64 ",\"receipt_seq\":%" PRIu64 ",\"attested_seq\":%" PRIu64
                ",\"last_contact\":\"%s\",\"fork\":%s,\"fork_seq\":%" PRIu64

@@ -7,9 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "proto_json.h"
-
-#define IMPORT_LINE_MAX (1u << 20) /* one JSON line or CSV row */
+#include "cli_import_parse.h"
 
 struct import {
     struct cli *cli;
@@ -54,425 +52,59 @@ import_row(struct import *im, const struct proto_content *c, const char *id, str
     return rc;
 }
 
-/* A parse error that never quotes the input (jansson's texts can). */
-static enum fs_rc
-json_row_error(const json_error_t *je, struct fs_err *err)
-{
-    switch (json_error_code(je)) {
-    case json_error_invalid_utf8:
-        return fs_err_set(err, FS_EINVAL, "not valid UTF-8");
-    case json_error_duplicate_key:
-        return fs_err_set(err, FS_EINVAL, "a key appears twice");
-    case json_error_null_character:
-        return fs_err_set(err, FS_EINVAL, "contains a NUL character");
-    case json_error_end_of_input_expected:
-        return fs_err_set(err, FS_EINVAL, "more than one JSON value on the line");
-    default:
-        return fs_err_set(err, FS_EINVAL, "malformed JSON near column %d", je->column);
-    }
-}
-
-static enum fs_rc
-import_jsonl_line(struct import *im, const char *line, size_t len, struct fs_err *err)
-{
-    static const char *const extra[] = {"id", NULL};
-    json_error_t je;
-    json_t *obj, *idv;
-    struct proto_content c;
-    enum fs_rc rc;
-    char id[PROTO_UUID_LEN + 1];
-
-    obj = json_loadb(line, len, JSON_REJECT_DUPLICATES, &je);
-    if (!obj)
-        return json_row_error(&je, err);
-    if (!json_is_object(obj)) {
-        json_decref(obj);
-        return fs_err_set(err, FS_EINVAL, "not a JSON object");
-    }
-    idv = json_object_get(obj, "id");
-    if (idv && (!json_is_string(idv) || json_string_length(idv) != PROTO_UUID_LEN)) {
-        json_decref(obj);
-        return fs_err_set(err, FS_EINVAL, "\"id\" is not a lowercase UUIDv7");
-    }
-    if (idv)
-        memcpy(id, json_string_value(idv), PROTO_UUID_LEN + 1);
-    rc = proto_content_from_json(obj, extra, &c, err);
-    json_decref(obj);
-    if (rc)
-        return rc;
-    rc = import_row(im, &c, idv ? id : NULL, err);
-    proto_content_release(&c);
-    return rc;
-}
-
 static enum fs_rc
 import_jsonl(struct import *im, FILE *f, const char *path, struct fs_err *err)
 {
-    char *line = NULL;
-    size_t cap = 0;
-    ssize_t n;
-    uint64_t lineno = 0;
-    enum fs_rc rc = FS_OK;
+    struct cli_jsonl r;
+    struct proto_content c;
+    char id[PROTO_UUID_LEN + 1];
+    int has_id;
+    enum fs_rc rc;
 
-    while ((n = getline(&line, &cap, f)) > 0) {
-        size_t len = (size_t)n;
-
-        lineno++;
-        if (len > IMPORT_LINE_MAX) {
-            rc = fs_err_set(err, FS_ETOOBIG, "%s line %llu is longer than 1 MiB", path,
-                            (unsigned long long)lineno);
-            break;
-        }
-        while (len && (line[len - 1] == '\n' || line[len - 1] == '\r'))
-            len--;
-        if (lineno == 1 && len >= 3 && memcmp(line, "\xef\xbb\xbf", 3) == 0) {
-            memmove(line, line + 3, len - 3);
-            len -= 3;
-        }
-        if (len == 0 || strspn(line, " \t") == len)
-            continue;
-        rc = import_jsonl_line(im, line, len, err);
-        if (rc) {
-            fs_err_prefix(err, "%s line %llu: ", path, (unsigned long long)lineno);
-            break;
-        }
-    }
-    if (!rc && ferror(f))
-        rc = fs_err_set(err, FS_EIO, "cannot read %s: %s", path, strerror(errno));
-    free(line);
-    return rc;
-}
-
-/* ---- CSV (RFC 4180) ------------------------------------------------------------- */
-
-struct csv_row {
-    struct fs_buf text; /* cells, each NUL-terminated */
-    size_t *off;
-    size_t n, alloc;
-};
-
-/* Reads one record; FS_ENOTFOUND at the end of the file. Quoted cells may hold
- * commas, quotes ("") and line breaks. */
-static enum fs_rc
-csv_read(FILE *f, struct csv_row *r, uint64_t *lines, struct fs_err *err)
-{
-    int ch, quoted = 0, at_start = 1, any = 0;
-
-    fs_buf_reset(&r->text);
-    r->n = 0;
+    cli_jsonl_init(&r, f, path);
     for (;;) {
-        ch = getc(f);
-        if (ch == EOF) {
-            if (ferror(f))
-                return fs_err_set(err, FS_EIO, "read error: %s", strerror(errno));
-            if (quoted)
-                return fs_err_set(err, FS_EINVAL, "a quoted cell is not closed");
-            if (!any)
-                return FS_ENOTFOUND;
+        rc = cli_jsonl_next(&r, &c, id, &has_id, err);
+        if (rc == FS_ENOTFOUND) {
+            rc = FS_OK;
             break;
         }
-        any = 1;
-        if (at_start) {
-            if (r->n == r->alloc) {
-                size_t na = r->alloc ? r->alloc * 2 : 32, *no;
-
-                if (na > 4096)
-                    return fs_err_set(err, FS_ETOOBIG, "more than 4096 columns");
-                no = realloc(r->off, na * sizeof *no);
-                if (!no)
-                    return fs_err_set(err, FS_ENOMEM, "out of memory");
-                r->off = no;
-                r->alloc = na;
-            }
-            r->off[r->n++] = r->text.len;
-            at_start = 0;
-            if (ch == '"') {
-                quoted = 1;
-                continue;
-            }
-        }
-        if (quoted) {
-            if (ch == '"') {
-                int next = getc(f);
-
-                if (next == '"') {
-                    ch = '"';
-                } else {
-                    quoted = 0;
-                    if (next == EOF)
-                        break;
-                    if (next != ',' && next != '\n' && next != '\r')
-                        return fs_err_set(err, FS_EINVAL, "text follows a closing quote");
-                    ch = next;
-                    goto unquoted;
-                }
-            } else if (ch == '\n') {
-                (*lines)++;
-            }
-            if (fs_buf_addc(&r->text, (char)ch))
-                return fs_err_set(err, FS_ETOOBIG, "a row is longer than 1 MiB");
-            continue;
-        }
-    unquoted:
-        if (ch == ',') {
-            if (fs_buf_addc(&r->text, 0))
-                return fs_err_set(err, FS_ETOOBIG, "a row is longer than 1 MiB");
-            at_start = 1;
-            continue;
-        }
-        if (ch == '\r') {
-            int next = getc(f);
-
-            if (next != '\n' && next != EOF)
-                ungetc(next, f);
-            ch = '\n';
-        }
-        if (ch == '\n') {
-            (*lines)++;
+        if (rc)
+            break;
+        rc = import_row(im, &c, has_id ? id : NULL, err);
+        proto_content_release(&c);
+        if (rc) {
+            fs_err_prefix(err, "%s line %llu: ", path, (unsigned long long)r.lineno);
             break;
         }
-        if (ch == '"')
-            return fs_err_set(err, FS_EINVAL, "a quote inside an unquoted cell");
-        if (fs_buf_addc(&r->text, (char)ch))
-            return fs_err_set(err, FS_ETOOBIG, "a row is longer than 1 MiB");
     }
-    if (at_start && r->n > 0) {
-        /* A trailing comma: one more empty cell. */
-        if (r->n == r->alloc)
-            return fs_err_set(err, FS_ETOOBIG, "too many columns");
-        r->off[r->n++] = r->text.len;
-    }
-    if (fs_buf_addc(&r->text, 0))
-        return fs_err_set(err, FS_ETOOBIG, "a row is longer than 1 MiB");
-    if (r->n == 0) {
-        r->off[0] = 0;
-        r->n = 1;
-    }
-    return FS_OK;
-}
-
-static const char *
-csv_cell(const struct csv_row *r, size_t i)
-{
-    return (const char *)r->text.data + r->off[i];
-}
-
-enum col {
-    C_ID,
-    C_KIND,
-    C_GEN,
-    C_OBSERVED,
-    C_AUTHOR,
-    C_SITE,
-    C_REGION,
-    C_LAT,
-    C_LON,
-    C_ACC,
-    C_NOTE,
-    C_ATTACH,
-    C_FEED,
-    C_CONFLICTS,
-    C_FIELD
-};
-
-static const char *const col_names[] = {"id",   "kind",        "gen",  "observed_at", "author",
-                                        "site", "region",      "lat",  "lon",         "acc_m",
-                                        "note", "attachments", "feed", "conflicts"};
-
-static int
-number_cell(const char *s, double *out)
-{
-    char *end;
-
-    errno = 0;
-    *out = strtod(s, &end);
-    return (*s == 0 || *end != 0 || errno) ? -1 : 0;
-}
-
-/* An --excel export neutralised formula-like cells with a leading quote. */
-static const char *
-unexcel(const char *s, int excel)
-{
-    if (excel && s[0] == '\'' && s[1] && strchr("=+-@", s[1]))
-        return s + 1;
-    return s;
+    cli_jsonl_release(&r);
+    return rc;
 }
 
 static enum fs_rc
 import_csv(struct import *im, FILE *f, const char *path, struct fs_err *err)
 {
-    struct csv_row hdr, row;
-    int *kind = NULL;
-    uint64_t lines = 0, rowno = 1;
-    size_t i, ncol;
-    int excel = 0, ch;
+    struct cli_csv r;
+    struct proto_content c;
+    const char *id;
     enum fs_rc rc;
 
-    memset(&hdr, 0, sizeof hdr);
-    memset(&row, 0, sizeof row);
-    fs_buf_init(&hdr.text, IMPORT_LINE_MAX);
-    fs_buf_init(&row.text, IMPORT_LINE_MAX);
-    /* A BOM marks an export made with --excel. */
-    if ((ch = getc(f)) == 0xef) {
-        if (getc(f) != 0xbb || getc(f) != 0xbf) {
-            rc = fs_err_set(err, FS_EINVAL, "%s starts with a broken byte order mark", path);
-            goto out;
-        }
-        excel = 1;
-    } else if (ch != EOF) {
-        ungetc(ch, f);
-    }
-    rc = csv_read(f, &hdr, &lines, err);
-    if (rc == FS_ENOTFOUND) {
-        rc = fs_err_set(err, FS_EINVAL, "%s is empty", path);
-        goto out;
-    }
-    if (rc) {
-        fs_err_prefix(err, "%s header: ", path);
-        goto out;
-    }
-    ncol = hdr.n;
-    kind = calloc(ncol, sizeof *kind);
-    if (!kind) {
-        rc = fs_err_set(err, FS_ENOMEM, "out of memory");
-        goto out;
-    }
-    for (i = 0; i < ncol; i++) {
-        const char *name = csv_cell(&hdr, i);
-        size_t k, j;
-
-        kind[i] = -1;
-        for (k = 0; k < FS_ARRAY_LEN(col_names); k++)
-            if (strcmp(name, col_names[k]) == 0)
-                kind[i] = (int)k;
-        if (kind[i] < 0 && strncmp(name, "field:", 6) == 0 && name[6])
-            kind[i] = C_FIELD;
-        if (kind[i] < 0) {
-            rc = fs_err_set(err, FS_EINVAL,
-                            "%s column %zu is not an export column (id, kind, observed_at, ..., "
-                            "field:NAME)",
-                            path, i + 1);
-            goto out;
-        }
-        for (j = 0; j < i; j++)
-            if (strcmp(csv_cell(&hdr, j), name) == 0) {
-                rc = fs_err_set(err, FS_EINVAL, "%s column %zu repeats a column name", path, i + 1);
-                goto out;
-            }
-    }
-    for (;;) {
-        struct proto_content c;
-        const char *id = NULL;
-        double lat = 0, lon = 0, acc = 0;
-        int has_lat = 0, has_lon = 0;
-
-        rowno++;
-        rc = csv_read(f, &row, &lines, err);
+    cli_csv_init(&r, f, path);
+    rc = cli_csv_begin(&r, err);
+    while (!rc) {
+        rc = cli_csv_next(&r, &c, &id, err);
         if (rc == FS_ENOTFOUND) {
             rc = FS_OK;
             break;
         }
-        if (rc) {
-            fs_err_prefix(err, "%s row %llu: ", path, (unsigned long long)rowno);
-            goto out;
-        }
-        if (row.n == 1 && csv_cell(&row, 0)[0] == 0)
-            continue; /* an empty line */
-        if (row.n != ncol) {
-            rc = fs_err_set(err, FS_EINVAL, "%s row %llu has %zu cells, the header %zu", path,
-                            (unsigned long long)rowno, row.n, ncol);
-            goto out;
-        }
-        proto_content_init(&c);
-        for (i = 0; i < ncol && !rc; i++) {
-            const char *v = unexcel(csv_cell(&row, i), excel);
-            size_t vl = strlen(v);
-
-            if (vl != (i + 1 < row.n ? row.off[i + 1] : row.text.len) - row.off[i] - 1) {
-                rc = fs_err_set(err, FS_EINVAL, "a cell contains a NUL byte");
-                break;
-            }
-            if (proto_utf8_check(v, vl)) {
-                rc = fs_err_set(err, FS_EINVAL, "column %zu is not valid UTF-8", i + 1);
-                break;
-            }
-            if (vl == 0)
-                continue;
-            switch (kind[i]) {
-            case C_ID:
-                id = v;
-                break;
-            case C_KIND:
-                rc = proto_content_set_str(&c.kind, v);
-                break;
-            case C_OBSERVED:
-                rc = proto_content_set_str(&c.observed_at, v);
-                break;
-            case C_AUTHOR:
-                rc = proto_content_set_str(&c.author, v);
-                break;
-            case C_SITE:
-                rc = proto_content_set_str(&c.site_name, v);
-                break;
-            case C_REGION:
-                rc = proto_content_set_str(&c.region, v);
-                break;
-            case C_NOTE:
-                rc = proto_content_set_str(&c.note, v);
-                break;
-            case C_LAT:
-                has_lat = 1;
-                if (number_cell(v, &lat))
-                    rc = fs_err_set(err, FS_EINVAL, "lat is not a number");
-                break;
-            case C_LON:
-                has_lon = 1;
-                if (number_cell(v, &lon))
-                    rc = fs_err_set(err, FS_EINVAL, "lon is not a number");
-                break;
-            case C_ACC:
-                c.has_acc = 1;
-                if (number_cell(v, &acc))
-                    rc = fs_err_set(err, FS_EINVAL, "acc_m is not a number");
-                break;
-            case C_FIELD:
-                rc = proto_content_set_field(&c, csv_cell(&hdr, i) + 6, v);
-                if (rc == FS_ETOOBIG)
-                    rc = fs_err_set(err, rc, "more than %u fields", PROTO_FIELDS_MAX);
-                break;
-            case C_ATTACH:
-                rc = fs_err_set(err, FS_EINVAL,
-                                "attachments cannot be imported from CSV; use 'fieldsync attach'");
-                break;
-            default: /* gen, feed, conflicts: describe a stored record, not input */
-                break;
-            }
-            if (rc == FS_ENOMEM)
-                fs_err_set(err, rc, "out of memory");
-        }
-        if (!rc && has_lat != has_lon)
-            rc = fs_err_set(err, FS_EINVAL, "lat and lon go together");
-        if (!rc) {
-            c.has_gps = has_lat;
-            c.lat = lat;
-            c.lon = lon;
-            c.acc_m = acc;
-            rc = proto_content_check(&c, err);
-        }
-        if (!rc)
-            rc = import_row(im, &c, id, err);
+        if (rc)
+            break;
+        rc = import_row(im, &c, id, err);
         proto_content_release(&c);
-        if (rc) {
-            fs_err_prefix(err, "%s row %llu: ", path, (unsigned long long)rowno);
-            goto out;
-        }
+        if (rc)
+            fs_err_prefix(err, "%s row %llu: ", path, (unsigned long long)r.rowno);
     }
-out:
-    free(kind);
-    fs_buf_release(&hdr.text);
-    fs_buf_release(&row.text);
-    free(hdr.off);
-    free(row.off);
+    cli_csv_release(&r);
     return rc;
 }
 

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "proto_json.h"
+#include "sync_daemon.h"
 
 static const char *const state_names[] = {"", "live", "deleted", "contested", "incomplete"};
 
@@ -227,9 +228,53 @@ jstr_or_null(struct fs_buf *b, const char *s)
     return s ? proto_jw_str(b, s, strlen(s)) : fs_buf_adds(b, "null");
 }
 
+/* What the daemon last did, one line: "AT: MESSAGE". */
+static void
+daemon_last_action(const struct sync_daemon_info *di, char *out, size_t cap)
+{
+    if (!di->has_last)
+        snprintf(out, cap, "%s", "");
+    else if (di->last_rc == FS_OK)
+        snprintf(out, cap, "%s: %s", di->last_at, di->last_msg);
+    else if (di->last_waiting)
+        snprintf(out, cap, "%s: waiting: %s", di->last_at, di->last_msg);
+    else
+        snprintf(out, cap, "%s: failed: %s", di->last_at, di->last_msg);
+}
+
+/* "daemon":{"running":..,"pid":..,"state":..,"last_action":..,"next_try":..} */
+static enum fs_rc
+daemon_json(struct fs_buf *b, const struct sync_daemon_info *di)
+{
+    char last[SYNC_DAEMON_MSG_MAX + PROTO_TIME_MAX_LEN + 16];
+    enum fs_rc rc;
+
+    daemon_last_action(di, last, sizeof last);
+    rc = fs_buf_printf(b, ",\"daemon\":{\"running\":%s,\"pid\":", di->running ? "true" : "false");
+    if (!rc)
+        rc = di->running && di->pid > 0 ? fs_buf_printf(b, "%ld", di->pid) : fs_buf_adds(b, "null");
+    if (!rc)
+        rc = fs_buf_adds(b, ",\"state\":");
+    if (!rc)
+        rc = jstr_or_null(b, di->running && di->state[0] ? di->state : NULL);
+    if (!rc)
+        rc = fs_buf_adds(b, ",\"last_action\":");
+    if (!rc)
+        rc = jstr_or_null(b, last[0] ? last : NULL);
+    if (!rc)
+        rc = fs_buf_adds(b, ",\"next_try\":");
+    if (!rc)
+        rc = jstr_or_null(b, di->running && di->next_try[0] ? di->next_try : NULL);
+    if (!rc)
+        rc = fs_buf_adds(b, "}");
+    return rc;
+}
+
 int
 cmd_status(struct cli *cli, const struct cli_cmd *cmd, int argc, char **argv)
 {
+    struct sync_daemon_info di;
+    char last_action[SYNC_DAEMON_MSG_MAX + PROTO_TIME_MAX_LEN + 16];
     struct cli_args a;
     struct store_status st;
     struct fs_err err = {{0}};
@@ -249,8 +294,10 @@ cmd_status(struct cli *cli, const struct cli_cmd *cmd, int argc, char **argv)
         (rc = store_setting_get(cli->store, "server", &server, &err)) ||
         (rc = store_setting_get(cli->store, "last_sync", &last_sync, &err)) ||
         (rc = store_setting_get(cli->store, "last_error", &last_error, &err)) ||
-        (rc = store_setting_get(cli->store, "last_receipt", &receipt, &err)))
+        (rc = store_setting_get(cli->store, "last_receipt", &receipt, &err)) ||
+        (rc = sync_daemon_probe(cli->home, &di, &err)))
         goto fail;
+    daemon_last_action(&di, last_action, sizeof last_action);
     if (cli_flag(&a, 0)) {
         rc = fs_buf_printf(&b, "{\"feed\":\"%s\",\"name\":", feed);
         if (!rc)
@@ -267,12 +314,14 @@ cmd_status(struct cli *cli, const struct cli_cmd *cmd, int argc, char **argv)
         if (!rc)
             rc = fs_buf_printf(&b,
                                ",\"server_have_seq\":%llu,\"pending_entries\":%llu,"
-                               "\"pending_blob_bytes\":0,\"records\":%llu,\"deleted\":%llu,"
+                               "\"pending_blob_bytes\":%llu,\"pending_blobs\":%llu,"
+                               "\"records\":%llu,\"deleted\":%llu,"
                                "\"conflicts\":%llu,\"last_sync\":",
                                (unsigned long long)st.server_have_seq,
                                (unsigned long long)st.pending_entries,
-                               (unsigned long long)st.records, (unsigned long long)st.deleted,
-                               (unsigned long long)st.conflicts);
+                               (unsigned long long)st.pending_blob_bytes,
+                               (unsigned long long)st.pending_blobs, (unsigned long long)st.records,
+                               (unsigned long long)st.deleted, (unsigned long long)st.conflicts);
         if (!rc)
             rc = jstr_or_null(&b, last_sync);
         if (!rc)
@@ -284,7 +333,9 @@ cmd_status(struct cli *cli, const struct cli_cmd *cmd, int argc, char **argv)
         if (!rc)
             rc = receipt ? fs_buf_adds(&b, receipt) : fs_buf_adds(&b, "null");
         if (!rc)
-            rc = fs_buf_adds(&b, ",\"daemon\":{\"running\":false}}\n");
+            rc = daemon_json(&b, &di);
+        if (!rc)
+            rc = fs_buf_adds(&b, "}\n");
         if (rc) {
             rc = fs_err_set(&err, FS_ENOMEM, "out of memory");
             goto fail;
@@ -303,11 +354,20 @@ cmd_status(struct cli *cli, const struct cli_cmd *cmd, int argc, char **argv)
         printf("server    none yet: enroll with 'fieldsync enroll URL --token-file FILE'\n");
     printf("synced    %llu of %llu entries receipted by the server\n",
            (unsigned long long)st.server_have_seq, (unsigned long long)st.local_seq);
-    printf("pending   %llu entries\n", (unsigned long long)st.pending_entries);
+    printf("pending   %llu entries, %llu attachment%s (%llu bytes)\n",
+           (unsigned long long)st.pending_entries, (unsigned long long)st.pending_blobs,
+           st.pending_blobs == 1 ? "" : "s", (unsigned long long)st.pending_blob_bytes);
     printf("last sync %s\n", last_sync ? last_sync : "never");
     if (last_error)
         printf("last error %s\n", last_error);
-    printf("daemon    not running\n");
+    if (di.running)
+        printf("daemon    running (pid %ld), %s\n", di.pid, di.state[0] ? di.state : "starting");
+    else
+        printf("daemon    not running\n");
+    if (last_action[0])
+        printf("  last    %s\n", last_action);
+    if (di.running && di.next_try[0])
+        printf("  next    %s\n", di.next_try);
     goto out;
 fail:
     code = cli_fail(rc, &err);

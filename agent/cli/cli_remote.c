@@ -10,6 +10,11 @@
 #include "proto_auth.h"
 #include "proto_json.h"
 #include "sync.h"
+#include "sync_daemon.h"
+
+/* How long 'fieldsync sync' waits for a running daemon's push: as long as a
+ * push of its own could take (the request timeout), and a little more. */
+#define SYNC_DAEMON_WAIT_MS (11 * 60 * 1000)
 
 static const struct cli_opt enroll_opts[] = {
     {"token", 1, "T", "the enrollment token (visible to other users in ps; prefer --token-file)"},
@@ -89,6 +94,8 @@ struct progress {
     struct cli *cli;
     int show;
     time_t last;
+    const uint64_t *total_bytes;
+    double t0, tlast;
 };
 
 static void
@@ -103,6 +110,51 @@ show_progress(void *ctx, uint64_t done, uint64_t total)
     fprintf(stderr, "\rsync: %llu of %llu entries (%3llu%%)", (unsigned long long)done,
             (unsigned long long)total, (unsigned long long)(done * 100 / total));
     if (done == total)
+        fputc('\n', stderr);
+    fflush(stderr);
+}
+
+static void
+human_bytes(uint64_t n, char *out, size_t cap)
+{
+    if (n >= (1u << 20))
+        snprintf(out, cap, "%.1f MiB", (double)n / (1u << 20));
+    else
+        snprintf(out, cap, "%.0f KiB", (double)n / 1024);
+}
+
+/* Attachments: bytes, rate and time left, on a terminal only. */
+static void
+show_bytes(void *ctx, uint64_t done)
+{
+    struct progress *p = ctx;
+    struct timespec ts;
+    double now, rate;
+    char a[32], b[32], r[32];
+    uint64_t total = p->total_bytes ? *p->total_bytes : 0;
+
+    if (!p->show || total == 0)
+        return;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    now = (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+    if (p->t0 == 0)
+        p->t0 = now;
+    if (now - p->tlast < 0.25 && done < total)
+        return;
+    p->tlast = now;
+    rate = now > p->t0 ? (double)done / (now - p->t0) : 0;
+    human_bytes(done, a, sizeof a);
+    human_bytes(total, b, sizeof b);
+    human_bytes((uint64_t)rate, r, sizeof r);
+    if (rate > 0 && done < total) {
+        long left = (long)((double)(total - done) / rate);
+
+        fprintf(stderr, "\rattachments: %s of %s  %s/s  %ld:%02ld left   ", a, b, r, left / 60,
+                left % 60);
+    } else {
+        fprintf(stderr, "\rattachments: %s of %s  %s/s            ", a, b, r);
+    }
+    if (done >= total)
         fputc('\n', stderr);
     fflush(stderr);
 }
@@ -123,10 +175,10 @@ cmd_sync(struct cli *cli, const struct cli_cmd *cmd, int argc, char **argv)
     struct cli_args a;
     struct fs_err err = {{0}}, e2;
     struct sync_http *h = NULL;
-    struct sync_push_result res;
+    struct sync_run_result res;
+    struct sync_run_opts ro;
     struct progress p;
     char when[PROTO_TIME_MAX_LEN], off[32];
-    uint64_t corrections = 0;
     enum fs_rc rc;
     int done, code, quiet;
 
@@ -138,14 +190,44 @@ cmd_sync(struct cli *cli, const struct cli_cmd *cmd, int argc, char **argv)
         goto out;
     }
     quiet = cli_flag(&a, 0);
+    {
+        /* A running daemon does the push (instead of racing it): wake it,
+         * wait for a run that began after this point, report its result. */
+        struct sync_daemon_info di;
+
+        rc = sync_daemon_wake(cli->home, SYNC_DAEMON_WAIT_MS, &di, &err);
+        if (rc == FS_OK && di.last_rc != FS_OK) {
+            fs_err_set(&err, di.last_rc, "%s", di.last_msg);
+            code = cli_fail(di.last_rc, &err);
+            goto out;
+        }
+        if (rc == FS_OK) {
+            if (!quiet)
+                fprintf(stderr,
+                        "synced by fieldsyncd (pid %ld): %llu entries sent; the server holds all "
+                        "%llu\n",
+                        di.pid, (unsigned long long)di.last_pushed,
+                        (unsigned long long)di.last_server_have);
+            goto out;
+        }
+        if (rc != FS_ENOTFOUND) {
+            code = cli_fail(rc, &err);
+            goto out;
+        }
+        fs_err_clear(&err);
+    }
     memset(&p, 0, sizeof p);
     p.cli = cli;
     p.show = !quiet && cli->stderr_tty;
+    memset(&ro, 0, sizeof ro);
+    ro.progress = show_progress;
+    ro.bytes = show_bytes;
+    ro.ctx = &p;
+    ro.warn = warn_line;
+    p.total_bytes = &ro.blobs.total;
     rc = sync_http_for_store(cli->store, &h, &err);
     if (!rc)
-        rc = sync_push(cli->store, h, show_progress, &p, warn_line, &res, &err);
-    if (!rc)
-        rc = sync_corrections(cli->store, h, &corrections, &err);
+        rc = sync_run(cli->store, h, &ro, &res, &err);
     if (h) {
         snprintf(off, sizeof off, "%lld", (long long)sync_http_clock_offset_get(h));
         if (store_setting_set(cli->store, "clock_offset_s", off, &e2) != FS_OK) {
@@ -166,10 +248,13 @@ cmd_sync(struct cli *cli, const struct cli_cmd *cmd, int argc, char **argv)
     }
     if (!quiet) {
         fprintf(stderr, "synced: %llu entries sent; the server holds all %llu\n",
-                (unsigned long long)res.pushed, (unsigned long long)res.server_have);
-        if (corrections)
+                (unsigned long long)res.push.pushed, (unsigned long long)res.push.server_have);
+        if (res.blobs)
+            fprintf(stderr, "%llu attachment%s now held by the server\n",
+                    (unsigned long long)res.blobs, res.blobs == 1 ? "" : "s");
+        if (res.corrections)
             fprintf(stderr, "%llu correction%s by coordinators folded in\n",
-                    (unsigned long long)corrections, corrections == 1 ? "" : "s");
+                    (unsigned long long)res.corrections, res.corrections == 1 ? "" : "s");
     }
 out:
     sync_http_free(h);
@@ -177,8 +262,10 @@ out:
     return code;
 }
 
-static const struct cli_opt pull_opts[] = {{"quiet", 0, NULL, "print nothing but errors"},
-                                           {NULL, 0, NULL, NULL}};
+static const struct cli_opt pull_opts[] = {
+    {"quiet", 0, NULL, "print nothing but errors"},
+    {"attachments", 0, NULL, "also download attachments, each checked against its hash"},
+    {NULL, 0, NULL, NULL}};
 static const struct cli_opt devices_opts[] = {{"json", 0, NULL, "machine-readable output"},
                                               {NULL, 0, NULL, NULL}};
 static const struct cli_opt token_opts[] = {
@@ -198,6 +285,7 @@ cmd_pull(struct cli *cli, const struct cli_cmd *cmd, int argc, char **argv)
     struct sync_http *h = NULL;
     struct sync_pull_result res;
     struct progress p;
+    uint64_t blobs = 0;
     enum fs_rc rc;
     int done, code;
 
@@ -214,10 +302,22 @@ cmd_pull(struct cli *cli, const struct cli_cmd *cmd, int argc, char **argv)
     rc = sync_http_for_store(cli->store, &h, &err);
     if (!rc)
         rc = sync_pull(cli->store, h, show_progress, &p, &res, &err);
+    if (!rc && cli_flag(&a, 1)) {
+        struct sync_blob_progress bp;
+
+        memset(&bp, 0, sizeof bp);
+        bp.cb = show_bytes;
+        bp.ctx = &p;
+        p.total_bytes = &bp.total;
+        rc = sync_blobs_download(cli->store, h, &bp, &blobs, &err);
+    }
     if (rc) {
         code = cli_fail(rc, &err);
         goto out;
     }
+    if (blobs && !cli_flag(&a, 0))
+        fprintf(stderr, "downloaded %llu attachment%s, each checked against its hash\n",
+                (unsigned long long)blobs, blobs == 1 ? "" : "s");
     if (!cli_flag(&a, 0))
         fprintf(stderr,
                 "pulled %llu entries from %llu devices; every signature and chain verified\n",
@@ -261,6 +361,7 @@ cmd_devices(struct cli *cli, const struct cli_cmd *cmd, int argc, char **argv)
         const char *role = json_string_value(json_object_get(f, "role"));
         const char *last = json_string_value(json_object_get(f, "last_contact"));
         int fork = json_is_true(json_object_get(f, "fork"));
+        uint64_t missing = 0;
         int contested = json_is_true(json_object_get(f, "contested"));
         int revoked = json_is_true(json_object_get(f, "revoked"));
         char hex[2 * PROTO_KEY_BYTES + 1];
@@ -268,7 +369,8 @@ cmd_devices(struct cli *cli, const struct cli_cmd *cmd, int argc, char **argv)
         if (proto_json_hex(json_object_get(f, "feed"), feed, PROTO_KEY_BYTES) ||
             proto_json_uint(json_object_get(f, "have_seq"), 0, &have) ||
             proto_json_uint(json_object_get(f, "receipt_seq"), 0, &receipt) ||
-            proto_json_uint(json_object_get(f, "fork_seq"), 0, &fork_seq) || !name || !role ||
+            proto_json_uint(json_object_get(f, "fork_seq"), 0, &fork_seq) ||
+            proto_json_uint(json_object_get(f, "blobs_missing"), 0, &missing) || !name || !role ||
             !last) {
             code = cli_fail(FS_EPROTO, NULL);
             goto out;
@@ -288,11 +390,13 @@ cmd_devices(struct cli *cli, const struct cli_cmd *cmd, int argc, char **argv)
 
             printf("%s{\"feed\":\"%s\",\"name\":%s,\"role\":\"%s\",\"have_seq\":%llu,"
                    "\"held_here\":%llu,\"receipt_seq\":%llu,\"last_contact\":\"%s\","
-                   "\"fork\":%s,\"fork_seq\":%llu,\"contested\":%s,\"revoked\":%s}",
+                   "\"fork\":%s,\"fork_seq\":%llu,\"contested\":%s,\"revoked\":%s,"
+                   "\"blobs_missing\":%llu}",
                    i ? "," : "", hex, n ? n : "null", role, (unsigned long long)have,
                    (unsigned long long)fi.have_seq, (unsigned long long)receipt, last,
                    fork ? "true" : "false", (unsigned long long)fork_seq,
-                   contested ? "true" : "false", revoked ? "true" : "false");
+                   contested ? "true" : "false", revoked ? "true" : "false",
+                   (unsigned long long)missing);
             free(n);
         } else {
             char flags[64] = "";
@@ -305,6 +409,9 @@ cmd_devices(struct cli *cli, const struct cli_cmd *cmd, int argc, char **argv)
                 snprintf(flags + strlen(flags), sizeof flags - strlen(flags), "revoked ");
             if (fi.have_seq < have)
                 snprintf(flags + strlen(flags), sizeof flags - strlen(flags), "pull-needed ");
+            if (missing)
+                snprintf(flags + strlen(flags), sizeof flags - strlen(flags), "files-missing=%llu",
+                         (unsigned long long)missing);
             printf("%.12s  ", hex);
             cli_put_cell(stdout, name, 22, 1);
             printf("  %-11s have %-7llu here %-7llu receipt %-7llu last %.16s  %s\n", role,
