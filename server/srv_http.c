@@ -320,9 +320,10 @@ access_cb(void *cls, struct MHD_Connection *c, const char *url, const char *meth
                 MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
             if (srv_blob_patch_begin(
                     s, &rq, MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Upload-Offset"),
-                    (uint64_t)n, &st->blob, &rs) == 0)
+                    (uint64_t)n, &st->blob, &rs) == 0) {
+                fs_buf_release(&rs.body);
                 return MHD_YES;
-            fs_buf_init(&rs.body, 0);
+            }
             ret = send_resp(c, &rs);
             fs_buf_release(&rs.body);
             return ret;
