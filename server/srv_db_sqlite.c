@@ -18,9 +18,19 @@
 #include "proto_merge.h"
 #include "srv_db.h"
 
+/* Prepared statements are kept per handle, keyed by their SQL text's address
+ * (every query here is a string literal): preparing costs more than running
+ * most of them. */
+#define STMT_CACHE 64
+
 struct srv_db {
     sqlite3 *db;
     char *dir; /* the data folder */
+    struct {
+        const char *sql;
+        sqlite3_stmt *st;
+    } cache[STMT_CACHE];
+    size_t ncache;
 };
 
 /* Migration i brings the schema from version i to i + 1; never edit one
@@ -55,8 +65,8 @@ static const char *const migrations[] = {
     "  parent BLOB,"
     "  op INTEGER NOT NULL,"
     "  received_ms INTEGER NOT NULL,"
-    "  PRIMARY KEY (feed, seq)"
-    ") WITHOUT ROWID;"
+    "  UNIQUE (feed, seq)" /* a rowid table: entries are too large for WITHOUT ROWID */
+    ");"
     "CREATE INDEX IF NOT EXISTS entries_record ON entries(record_id);"
     "CREATE TABLE IF NOT EXISTS records("
     "  project TEXT NOT NULL,"
@@ -176,9 +186,43 @@ rollback(struct srv_db *db)
 static enum fs_rc
 prep(struct srv_db *db, const char *sql, sqlite3_stmt **st, struct fs_err *err)
 {
-    int r = sqlite3_prepare_v3(db->db, sql, -1, 0, st, NULL);
+    size_t i;
+    int r;
 
-    return r == SQLITE_OK ? FS_OK : sqlerr(db, r, "preparing a query", err);
+    for (i = 0; i < db->ncache; i++) {
+        if (db->cache[i].sql == sql) {
+            *st = db->cache[i].st;
+            return FS_OK;
+        }
+    }
+    r = sqlite3_prepare_v3(db->db, sql, -1, db->ncache < STMT_CACHE ? SQLITE_PREPARE_PERSISTENT : 0,
+                           st, NULL);
+    if (r != SQLITE_OK)
+        return sqlerr(db, r, "preparing a query", err);
+    if (db->ncache < STMT_CACHE) {
+        db->cache[db->ncache].sql = sql;
+        db->cache[db->ncache].st = *st;
+        db->ncache++;
+    }
+    return FS_OK;
+}
+
+/* Done with a statement from prep: a cached one is reset for its next use. */
+static void
+done(struct srv_db *db, sqlite3_stmt *st)
+{
+    size_t i;
+
+    if (!st)
+        return;
+    for (i = 0; i < db->ncache; i++) {
+        if (db->cache[i].st == st) {
+            sqlite3_reset(st);
+            sqlite3_clear_bindings(st);
+            return;
+        }
+    }
+    sqlite3_finalize(st);
 }
 
 /* init (create) brings the schema up to date; serving and the other admin
@@ -253,7 +297,7 @@ sq_open(const char *where, int create, struct srv_db **out, struct fs_err *err)
     sqlite3_busy_timeout(db->db, 30000);
     rc = exec(db,
               "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;"
-              "PRAGMA trusted_schema = OFF;",
+              "PRAGMA trusted_schema = OFF; PRAGMA cache_size = -16384;",
               err);
     if (rc)
         goto fail;
@@ -272,8 +316,12 @@ fail:
 static void
 sq_close(struct srv_db *db)
 {
+    size_t i;
+
     if (!db)
         return;
+    for (i = 0; i < db->ncache; i++)
+        sqlite3_finalize(db->cache[i].st);
     sqlite3_close(db->db);
     free(db->dir);
     free(db);
@@ -417,7 +465,7 @@ audit_in_tx(struct srv_db *db, const char *event, const unsigned char *feed, con
     if (detail)
         sqlite3_bind_text(st, 4, detail, -1, SQLITE_STATIC);
     r = sqlite3_step(st);
-    sqlite3_finalize(st);
+    done(db, st);
     return r == SQLITE_DONE ? FS_OK : sqlerr(db, r, "writing the audit log", err);
 }
 
@@ -449,7 +497,7 @@ sq_token_add(struct srv_db *db, const unsigned char hash[PROTO_HASH_BYTES],
     sqlite3_bind_int64(st, 5, t->created_ms);
     sqlite3_bind_int64(st, 6, t->expires_ms);
     r = sqlite3_step(st);
-    sqlite3_finalize(st);
+    done(db, st);
     return r == SQLITE_DONE ? FS_OK : sqlerr(db, r, "saving the token", err);
 }
 
@@ -468,7 +516,7 @@ feed_get_in(struct srv_db *db, const unsigned char feed[PROTO_KEY_BYTES], struct
     r = sqlite3_step(st);
     if (r == SQLITE_ROW)
         row_feed(st, out);
-    sqlite3_finalize(st);
+    done(db, st);
     if (r == SQLITE_DONE)
         return fs_err_set(err, FS_ENOTFOUND, "this device is not enrolled");
     return r == SQLITE_ROW ? FS_OK : sqlerr(db, r, "reading a feed", err);
@@ -495,7 +543,7 @@ sq_token_redeem(struct srv_db *db, const unsigned char hash[PROTO_HASH_BYTES],
     sqlite3_bind_blob(st, 1, hash, PROTO_HASH_BYTES, SQLITE_STATIC);
     r = sqlite3_step(st);
     if (r != SQLITE_ROW) {
-        sqlite3_finalize(st);
+        done(db, st);
         rc = r == SQLITE_DONE ? fs_err_set(err, FS_EAUTH, "unknown enrollment token")
                               : sqlerr(db, r, "reading a token", err);
         goto fail;
@@ -509,7 +557,7 @@ sq_token_redeem(struct srv_db *db, const unsigned char hash[PROTO_HASH_BYTES],
         used_by_me = sqlite3_column_bytes(st, 4) == PROTO_KEY_BYTES &&
                      memcmp(sqlite3_column_blob(st, 4), feed, PROTO_KEY_BYTES) == 0;
     }
-    sqlite3_finalize(st);
+    done(db, st);
     st = NULL;
     if (used && used_by_me) {
         /* The same key again after a lost answer: the same answer. */
@@ -544,7 +592,7 @@ sq_token_redeem(struct srv_db *db, const unsigned char hash[PROTO_HASH_BYTES],
     sqlite3_bind_text(st, 4, name && *name ? name : tname, -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 5, now_ms);
     r = sqlite3_step(st);
-    sqlite3_finalize(st);
+    done(db, st);
     st = NULL;
     if (r != SQLITE_DONE) {
         rc = sqlerr(db, r, "enrolling", err);
@@ -557,7 +605,7 @@ sq_token_redeem(struct srv_db *db, const unsigned char hash[PROTO_HASH_BYTES],
     sqlite3_bind_blob(st, 2, feed, PROTO_KEY_BYTES, SQLITE_STATIC);
     sqlite3_bind_int64(st, 3, now_ms);
     r = sqlite3_step(st);
-    sqlite3_finalize(st);
+    done(db, st);
     st = NULL;
     if (r != SQLITE_DONE) {
         rc = sqlerr(db, r, "enrolling", err);
@@ -605,7 +653,7 @@ sq_feed_list(struct srv_db *db, const char *project, srv_feed_cb cb, void *ctx, 
             break;
         }
     }
-    sqlite3_finalize(st);
+    done(db, st);
     return r == SQLITE_DONE ? FS_OK : sqlerr(db, r, "listing feeds", err);
 }
 
@@ -628,7 +676,7 @@ update_feed(struct srv_db *db, const char *sql, const unsigned char feed[PROTO_K
     sqlite3_bind_blob(st, 1, feed, PROTO_KEY_BYTES, SQLITE_STATIC);
     sqlite3_bind_int64(st, 2, a);
     r = sqlite3_step(st);
-    sqlite3_finalize(st);
+    done(db, st);
     if (r != SQLITE_DONE) {
         rc = sqlerr(db, r, "updating a feed", err);
         goto fail;
@@ -686,7 +734,7 @@ sq_feed_touch(struct srv_db *db, const unsigned char feed[PROTO_KEY_BYTES], uint
     sqlite3_bind_int64(st, 2, (int64_t)receipt_seq);
     sqlite3_bind_int64(st, 3, now_ms);
     r = sqlite3_step(st);
-    sqlite3_finalize(st);
+    done(db, st);
     return r == SQLITE_DONE ? FS_OK : sqlerr(db, r, "updating a feed", err);
 }
 
@@ -706,7 +754,7 @@ hash_at(struct srv_db *db, const unsigned char feed[PROTO_KEY_BYTES], uint64_t s
     r = sqlite3_step(st);
     if (r == SQLITE_ROW && sqlite3_column_bytes(st, 0) == PROTO_HASH_BYTES)
         memcpy(out, sqlite3_column_blob(st, 0), PROTO_HASH_BYTES);
-    sqlite3_finalize(st);
+    done(db, st);
     if (r == SQLITE_DONE)
         return fs_err_set(err, FS_ENOTFOUND, "no entry at seq %llu", (unsigned long long)seq);
     return r == SQLITE_ROW ? FS_OK : sqlerr(db, r, "reading an entry", err);
@@ -776,7 +824,7 @@ merge_record(struct srv_db *db, const char *project, const char *id, struct fs_e
         rv->by_coordinator = sqlite3_column_int(st, 6);
         n++;
     }
-    sqlite3_finalize(st);
+    done(db, st);
     st = NULL;
     if (r != SQLITE_DONE) {
         rc = sqlerr(db, r, "reading revisions", err);
@@ -841,13 +889,13 @@ merge_record(struct srv_db *db, const char *project, const char *id, struct fs_e
                 break;
             sqlite3_bind_blob(u, 1, revs[i].feed, PROTO_KEY_BYTES, SQLITE_STATIC);
             r = sqlite3_step(u);
-            sqlite3_finalize(u);
+            done(db, u);
             if (r != SQLITE_DONE)
                 rc = sqlerr(db, r, "flagging a feed", err);
         }
     }
 out:
-    sqlite3_finalize(st);
+    done(db, st);
     if (merged)
         proto_merge_release(&m);
     free(revs);
@@ -875,7 +923,7 @@ correction_add(struct srv_db *db, const unsigned char *owner, const unsigned cha
     sqlite3_bind_blob(st, 2, feed, PROTO_KEY_BYTES, SQLITE_STATIC);
     sqlite3_bind_int64(st, 3, seq);
     r = sqlite3_step(st);
-    sqlite3_finalize(st);
+    done(db, st);
     return r == SQLITE_DONE ? FS_OK : sqlerr(db, r, "queueing a correction", err);
 }
 
@@ -906,10 +954,10 @@ note_corrections(struct srv_db *db, const char *project, const unsigned char *fe
         unsigned char owner[PROTO_KEY_BYTES];
 
         memcpy(owner, sqlite3_column_blob(st, 0), PROTO_KEY_BYTES);
-        sqlite3_finalize(st);
+        done(db, st);
         return correction_add(db, owner, feed, (int64_t)e->seq, err);
     }
-    sqlite3_finalize(st);
+    done(db, st);
     if (r != SQLITE_ROW && r != SQLITE_DONE)
         return sqlerr(db, r, "reading the merged view", err);
     if (e->parsed->gen != 1)
@@ -930,7 +978,7 @@ note_corrections(struct srv_db *db, const char *project, const unsigned char *fe
         memcpy(other, sqlite3_column_blob(st, 0), PROTO_KEY_BYTES);
         rc = correction_add(db, feed, other, sqlite3_column_int64(st, 1), err);
     }
-    sqlite3_finalize(st);
+    done(db, st);
     return rc;
 }
 
@@ -946,7 +994,9 @@ note_blobs(struct srv_db *db, const char *project, const unsigned char *feed,
     size_t i;
     int r;
 
+    /* Most records have no attachment: look before parsing. */
     if (!e->parsed->has_content || !e->content_len ||
+        !memmem(e->content, e->content_len, "\"attachments\"", 13) ||
         proto_content_parse(e->content, e->content_len, &c, NULL) != FS_OK)
         return FS_OK;
     if (c.n_attachments)
@@ -964,7 +1014,7 @@ note_blobs(struct srv_db *db, const char *project, const unsigned char *feed,
         if (r != SQLITE_DONE)
             rc = sqlerr(db, r, "remembering attachments", err);
     }
-    sqlite3_finalize(st);
+    done(db, st);
     proto_content_release(&c);
     return rc;
 }
@@ -1127,8 +1177,8 @@ sq_push_apply(struct srv_db *db, const unsigned char feed[PROTO_KEY_BYTES],
 fail:
     rollback(db);
 out:
-    sqlite3_finalize(ins);
-    sqlite3_finalize(head);
+    done(db, ins);
+    done(db, head);
     free(ids);
     return rc;
 }
@@ -1147,7 +1197,7 @@ sq_nonce_use(struct srv_db *db, const unsigned char feed[PROTO_KEY_BYTES],
         return rc;
     sqlite3_bind_int64(st, 1, now_s - 2 * 300);
     r = sqlite3_step(st);
-    sqlite3_finalize(st);
+    done(db, st);
     if (r != SQLITE_DONE)
         return sqlerr(db, r, "forgetting old nonces", err);
     rc = prep(db, "INSERT INTO nonces(feed, nonce, ts) VALUES (?1, ?2, ?3)", &st, err);
@@ -1157,7 +1207,7 @@ sq_nonce_use(struct srv_db *db, const unsigned char feed[PROTO_KEY_BYTES],
     sqlite3_bind_blob(st, 2, nonce, (int)nonce_len, SQLITE_STATIC);
     sqlite3_bind_int64(st, 3, ts);
     r = sqlite3_step(st);
-    sqlite3_finalize(st);
+    done(db, st);
     if ((r & 0xff) == SQLITE_CONSTRAINT)
         return fs_err_set(err, FS_ECONFLICT, "this request was seen before");
     return r == SQLITE_DONE ? FS_OK : sqlerr(db, r, "remembering a nonce", err);
@@ -1189,7 +1239,7 @@ sq_entries_each(struct srv_db *db, const unsigned char feed[PROTO_KEY_BYTES], ui
             break;
         }
     }
-    sqlite3_finalize(st);
+    done(db, st);
     return r == SQLITE_DONE ? FS_OK : sqlerr(db, r, "reading entries", err);
 }
 
@@ -1221,7 +1271,7 @@ sq_corrections_each(struct srv_db *db, const unsigned char owner[PROTO_KEY_BYTES
             break;
         }
     }
-    sqlite3_finalize(st);
+    done(db, st);
     return r == SQLITE_DONE ? FS_OK : sqlerr(db, r, "reading corrections", err);
 }
 
@@ -1261,7 +1311,7 @@ sq_records_each(struct srv_db *db, const char *project, srv_record_cb cb, void *
             break;
         }
     }
-    sqlite3_finalize(st);
+    done(db, st);
     return r == SQLITE_DONE ? FS_OK : sqlerr(db, r, "reading records", err);
 }
 
@@ -1350,7 +1400,7 @@ sq_blob_ref(struct srv_db *db, const char *project, const unsigned char hash[PRO
     } else {
         rc = sqlerr(db, r, "reading attachments", err);
     }
-    sqlite3_finalize(st);
+    done(db, st);
     return rc;
 }
 
@@ -1373,7 +1423,7 @@ sq_blob_state(struct srv_db *db, const unsigned char hash[PROTO_HASH_BYTES], uin
         *offset = (uint64_t)sqlite3_column_int64(st, 0);
         *complete = sqlite3_column_int(st, 1);
     }
-    sqlite3_finalize(st);
+    done(db, st);
     return r == SQLITE_ROW || r == SQLITE_DONE ? FS_OK : sqlerr(db, r, "reading a blob", err);
 }
 
@@ -1396,7 +1446,7 @@ blob_record(struct srv_db *db, const unsigned char hash[PROTO_HASH_BYTES], uint6
     sqlite3_bind_int64(st, 2, (int64_t)offset);
     sqlite3_bind_int(st, 3, complete);
     r = sqlite3_step(st);
-    sqlite3_finalize(st);
+    done(db, st);
     return r == SQLITE_DONE ? FS_OK : sqlerr(db, r, "recording a blob", err);
 }
 
@@ -1610,7 +1660,7 @@ sq_blob_missing(struct srv_db *db, const unsigned char feed[PROTO_KEY_BYTES], ui
     sqlite3_bind_blob(st, 1, feed, PROTO_KEY_BYTES, SQLITE_STATIC);
     r = sqlite3_step(st);
     *count = r == SQLITE_ROW ? (uint64_t)sqlite3_column_int64(st, 0) : 0;
-    sqlite3_finalize(st);
+    done(db, st);
     return r == SQLITE_ROW ? FS_OK : sqlerr(db, r, "counting blobs", err);
 }
 

@@ -588,7 +588,9 @@ store_begin(struct store *s, struct fs_err *err)
 
     if (s->in_tx)
         FS_BUG("nested store transaction");
-    rc = store_exec(s, "BEGIN IMMEDIATE", err);
+    /* A bulk transaction (import) keeps its pages in memory up to 32 MiB
+     * instead of spilling them to the WAL and reading them back. */
+    rc = store_exec(s, "PRAGMA cache_size = -32768; BEGIN IMMEDIATE", err);
     if (!rc)
         s->in_tx = 1;
     return rc;
@@ -605,6 +607,7 @@ store_commit(struct store *s, struct fs_err *err)
     if (rc)
         store_rollback(s);
     s->in_tx = 0;
+    sqlite3_exec(s->db, "PRAGMA cache_size = -2000", NULL, NULL, NULL);
     return rc;
 }
 
@@ -614,4 +617,5 @@ store_rollback(struct store *s)
     if (sqlite3_get_autocommit(s->db) == 0)
         sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
     s->in_tx = 0;
+    sqlite3_exec(s->db, "PRAGMA cache_size = -2000", NULL, NULL, NULL);
 }
