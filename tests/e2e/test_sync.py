@@ -91,6 +91,20 @@ class SyncTest(TempTestCase):
         dev = enrolled_device(self.tmp, self.server)
         for i in range(10):
             dev.add("observation", "--note", "n%d" % i)
+        # A large batch is verified by two threads: a bad entry in either half
+        # refuses it whole.
+        big = Device(self.tmp, "big")
+        big.init()
+        big.ok("enroll", self.server.url, "--token-file", "-", input=self.server.token())
+        big.ok("import", RECORDS_1K)
+        for k in ("100", "900"):
+            batch = os.path.join(self.tmp, "big-%s.bin" % k)
+            subprocess.run([FSTOOL, big.home, "1", "1000", batch, "break-sig", k], check=True)
+            status, ans = self.server.request("POST", "/v1/feeds/%s/entries" % feed_of(big),
+                                              read_bytes(batch))
+            self.assertEqual(status, 400, ans)
+            self.assertIn("entry %d" % (int(k) + 1), json.loads(ans)["message"])
+            self.assertEqual(feed_row(self.server, feed_of(big))["have_seq"], 0)
         path = "/v1/feeds/%s/entries" % feed_of(dev)
         for mode, code in (("break-sig", 400), ("break-content", 400)):
             batch = os.path.join(self.tmp, mode + ".bin")
