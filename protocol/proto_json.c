@@ -11,8 +11,23 @@ proto_json_parse(const void *data, size_t len, json_t **out, struct fs_err *err)
     json_t *v;
 
     v = json_loadb(data, len, JSON_REJECT_DUPLICATES, &je);
-    if (!v)
-        return fs_err_set(err, FS_EINVAL, "malformed JSON at byte %d: %s", je.position, je.text);
+    if (!v) {
+        /* jansson's own text may quote the input near the error: never
+         * repeat it, it can be note text, a field value or a token. */
+        switch (json_error_code(&je)) {
+        case json_error_invalid_utf8:
+            return fs_err_set(err, FS_EINVAL, "JSON is not valid UTF-8 (byte %d)", je.position);
+        case json_error_duplicate_key:
+            return fs_err_set(err, FS_EINVAL, "JSON has a duplicate key (byte %d)", je.position);
+        case json_error_null_character:
+            return fs_err_set(err, FS_EINVAL, "JSON contains a NUL (byte %d)", je.position);
+        case json_error_end_of_input_expected:
+            return fs_err_set(err, FS_EINVAL, "JSON has data after its value (byte %d)",
+                              je.position);
+        default:
+            return fs_err_set(err, FS_EINVAL, "malformed JSON at byte %d", je.position);
+        }
+    }
     if (!json_is_object(v)) {
         json_decref(v);
         return fs_err_set(err, FS_EINVAL, "JSON value is not an object");

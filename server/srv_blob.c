@@ -55,13 +55,13 @@ blob_url(const char *url, char project[SRV_PROJECT_MAX + 1], unsigned char hash[
     return proto_hex_decode(slash + 7, strlen(slash + 7), hash, PROTO_HASH_BYTES) ? -1 : 0;
 }
 
-/* Who may touch a blob of project p: its feeds (for upload, when any entry
- * of p names the blob; for download, when their own entries do) and its
- * coordinators. Another project's device gets 404, as if nothing were here. */
+/* Who may touch a blob of project p: the feeds whose own verified entries
+ * name it, and p's coordinators; it must be named by a verified entry of p at
+ * all (403 otherwise). Another project's device gets 404, as if nothing were
+ * here. */
 static int
 may_touch(struct srv *s, struct srv_db *db, const struct srv_feed *caller, const char *project,
-          const unsigned char hash[PROTO_HASH_BYTES], int download, uint64_t *size,
-          struct srv_resp *rs)
+          const unsigned char hash[PROTO_HASH_BYTES], uint64_t *size, struct srv_resp *rs)
 {
     struct fs_err err;
     int by_feed = 0;
@@ -81,8 +81,12 @@ may_touch(struct srv *s, struct srv_db *db, const struct srv_feed *caller, const
         srv_storage_error(s, rs, rc, &err);
         return -1;
     }
-    if (download && !by_feed && caller->role != SRV_ROLE_COORDINATOR) {
-        srv_resp_error(s, rs, 403, "forbidden", "only its own devices and coordinators read it");
+    /* DESIGN §5: the feeds whose own verified entries name it, and the
+     * project's coordinators; other devices of the project get 403. */
+    if (!by_feed && caller->role != SRV_ROLE_COORDINATOR) {
+        srv_resp_error(s, rs, 403, "forbidden",
+                       "only the devices whose entries name this blob, and coordinators, may "
+                       "touch it");
         return -1;
     }
     if (*size > s->cfg.blob_max) {
@@ -130,7 +134,7 @@ srv_blob_read(struct srv *s, struct srv_db *db, const struct srv_req *rq,
         srv_resp_error(s, rs, 404, "not_found", "no such blob here");
         return;
     }
-    if (may_touch(s, db, caller, project, hash, strcmp(rq->method, "GET") == 0, &size, rs))
+    if (may_touch(s, db, caller, project, hash, &size, rs))
         return;
     if (strcmp(rq->method, "HEAD") == 0) {
         rc = s->ops->blob_state(db, hash, &offset, &complete, &err);
@@ -212,7 +216,7 @@ srv_blob_patch_begin(struct srv *s, const struct srv_req *rq, const char *upload
     chunk[1] = u->length;
     if (srv_authenticate(s, u->db, rq, chunk, &caller, rs))
         goto fail;
-    if (may_touch(s, u->db, &caller, project, u->hash, 0, &u->expected, rs))
+    if (may_touch(s, u->db, &caller, project, u->hash, &u->expected, rs))
         goto fail;
     if (u->offset + u->length > u->expected) {
         srv_resp_error(s, rs, 413, "too_big", "the chunk reaches past the size the entry gives");

@@ -445,7 +445,7 @@ cmd_add(struct cli *cli, const struct cli_cmd *cmd, int argc, char **argv)
     printf("%s\n", id);
     goto out;
 fail:
-    if (rc == FS_EIO)
+    if (rc == FS_EIO && !strstr(err.msg, "not saved"))
         fs_err_prefix(&err, "not saved: ");
     code = cli_fail(rc, &err);
 out:
@@ -515,7 +515,7 @@ cmd_edit(struct cli *cli, const struct cli_cmd *cmd, int argc, char **argv)
         goto fail;
     goto out;
 fail:
-    if (rc == FS_EIO)
+    if (rc == FS_EIO && !strstr(err.msg, "not saved"))
         fs_err_prefix(&err, "not saved: ");
     code = cli_fail(rc, &err);
 out:
@@ -609,7 +609,7 @@ cmd_attach(struct cli *cli, const struct cli_cmd *cmd, int argc, char **argv)
         goto fail;
     goto out;
 fail:
-    if (rc == FS_EIO)
+    if (rc == FS_EIO && !strstr(err.msg, "not saved"))
         fs_err_prefix(&err, "not saved: ");
     code = cli_fail(rc, &err);
 out:
