@@ -109,6 +109,25 @@ cli_jsonl_next(struct cli_jsonl *r, struct proto_content *c, char id[PROTO_UUID_
 
 /* ---- CSV (RFC 4180) ------------------------------------------------------------- */
 
+/* Starts a cell at the end of the row's text. */
+static enum fs_rc
+cell_start(struct cli_csv_row *r, struct fs_err *err)
+{
+    if (r->n == r->alloc) {
+        size_t na = r->alloc ? r->alloc * 2 : 32, *no;
+
+        if (na > 4096)
+            return fs_err_set(err, FS_ETOOBIG, "more than 4096 columns");
+        no = realloc(r->off, na * sizeof *no);
+        if (!no)
+            return fs_err_set(err, FS_ENOMEM, "out of memory");
+        r->off = no;
+        r->alloc = na;
+    }
+    r->off[r->n++] = r->text.len;
+    return FS_OK;
+}
+
 /* Reads one record; FS_ENOTFOUND at the end of the file. Quoted cells may hold
  * commas, quotes ("") and line breaks. */
 static enum fs_rc
@@ -131,18 +150,10 @@ csv_read(FILE *f, struct cli_csv_row *r, uint64_t *lines, struct fs_err *err)
         }
         any = 1;
         if (at_start) {
-            if (r->n == r->alloc) {
-                size_t na = r->alloc ? r->alloc * 2 : 32, *no;
+            enum fs_rc rc = cell_start(r, err);
 
-                if (na > 4096)
-                    return fs_err_set(err, FS_ETOOBIG, "more than 4096 columns");
-                no = realloc(r->off, na * sizeof *no);
-                if (!no)
-                    return fs_err_set(err, FS_ENOMEM, "out of memory");
-                r->off = no;
-                r->alloc = na;
-            }
-            r->off[r->n++] = r->text.len;
+            if (rc)
+                return rc;
             at_start = 0;
             if (ch == '"') {
                 quoted = 1;
@@ -195,10 +206,11 @@ csv_read(FILE *f, struct cli_csv_row *r, uint64_t *lines, struct fs_err *err)
             return fs_err_set(err, FS_ETOOBIG, "a row is longer than 1 MiB");
     }
     if (at_start && r->n > 0) {
-        /* A trailing comma: one more empty cell. */
-        if (r->n == r->alloc)
-            return fs_err_set(err, FS_ETOOBIG, "too many columns");
-        r->off[r->n++] = r->text.len;
+        /* A trailing comma at the end of the file: one more empty cell. */
+        enum fs_rc rc = cell_start(r, err);
+
+        if (rc)
+            return rc;
     }
     if (fs_buf_addc(&r->text, 0))
         return fs_err_set(err, FS_ETOOBIG, "a row is longer than 1 MiB");

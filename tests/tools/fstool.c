@@ -1,6 +1,7 @@
 /* fstool: crafts batches for the end-to-end tests of the server's refusals:
  * valid pushes built from a store, and the same with one thing broken under a
  * valid batch signature. Test code only; never installed. */
+#include <dirent.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -69,8 +70,70 @@ write_out(const char *path, struct fs_buf *b)
     return rc;
 }
 
+/* The whole of a file into b (capped). */
+static int
+read_all(const char *path, struct fs_buf *b)
+{
+    FILE *f = fopen(path, "rb");
+    unsigned char chunk[65536];
+    size_t n;
+    int rc = 0;
+
+    if (!f)
+        return 1;
+    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0)
+        if (fs_buf_add(b, chunk, n)) {
+            rc = 1;
+            break;
+        }
+    if (ferror(f))
+        rc = 1;
+    fclose(f);
+    return rc;
+}
+
+/* resign: every regular file in dir, taken as an envelope, gets sk's batch
+ * signature in its last 64 bytes over every byte before them, whatever they
+ * hold (the hostile tests' mutants: the signer field is left as it is). */
+static int
+resign_dir(const char *dir, const unsigned char sk[PROTO_SECRET_BYTES])
+{
+    DIR *d = opendir(dir);
+    struct dirent *de;
+    int rc = 0;
+
+    if (!d)
+        return 1;
+    while (!rc && (de = readdir(d)) != NULL) {
+        char path[4096];
+        struct fs_buf b;
+        unsigned char h[PROTO_HASH_BYTES];
+        FILE *f;
+
+        if (de->d_name[0] == '.')
+            continue;
+        snprintf(path, sizeof path, "%s/%s", dir, de->d_name);
+        fs_buf_init(&b, PROTO_BATCH_MAX_BYTES * 2);
+        rc = read_all(path, &b);
+        if (!rc && b.len >= PROTO_SIG_BYTES) {
+            proto_hash(b.data, b.len - PROTO_SIG_BYTES, h);
+            proto_sign_tagged(PROTO_TAG_BATCH, h, sizeof h, sk, b.data + b.len - PROTO_SIG_BYTES);
+            f = fopen(path, "wb");
+            if (!f || fwrite(b.data, 1, b.len, f) != b.len || fclose(f) != 0)
+                rc = 1;
+        }
+        fs_buf_release(&b);
+    }
+    closedir(d);
+    return rc;
+}
+
 /* batch HOME FROM TO OUT [MODE K]: MODE is one of
- *   ok | break-sig K | break-content K | stranger | bomb */
+ *   ok | break-sig K | break-content K | stranger | bomb
+ * and, with this store's key but no batch (FROM and TO are ignored):
+ *   auth SERVERKEY TARGET [METHOD [OFFSET LENGTH]]  a signed Authorization value
+ *   auth-body SERVERKEY TARGET METHOD BODYFILE     the same for a request with a body
+ *   resign                                         re-signs every envelope in the folder OUT */
 int
 main(int argc, char **argv)
 {
@@ -172,6 +235,43 @@ main(int argc, char **argv)
         out.len = 0;
         write_out("/dev/null", &out);
         return 0;
+    }
+    if (strcmp(mode, "auth-body") == 0 && argc > 9) {
+        /* A signed Authorization value for METHOD TARGET with BODYFILE's bytes. */
+        struct proto_req_auth a;
+        struct fs_buf body;
+        unsigned char spk[PROTO_KEY_BYTES];
+        char value[PROTO_AUTH_HEADER_MAX];
+        FILE *f;
+
+        fs_buf_init(&body, PROTO_BATCH_MAX_BYTES * 2);
+        if (proto_hex_decode(argv[6], strlen(argv[6]), spk, sizeof spk) || read_all(argv[9], &body))
+            return 64;
+        memcpy(a.feed, pk, sizeof pk);
+        a.ts = store_now_ms() / 1000;
+        randombytes_buf(a.nonce, sizeof a.nonce);
+        proto_req_sign(&a, argv[8], argv[7], body.data, body.len, spk, sk);
+        proto_req_auth_format(&a, value);
+        fs_buf_release(&body);
+        f = fopen(argv[4], "w");
+        if (!f || fputs(value, f) < 0 || fclose(f) != 0)
+            return 74;
+        store_close(s);
+        sodium_memzero(sk, sizeof sk);
+        out.len = 0;
+        write_out("/dev/null", &out);
+        return 0;
+    }
+    if (strcmp(mode, "resign") == 0) {
+        int rc = resign_dir(argv[4], sk);
+
+        store_close(s);
+        sodium_memzero(sk, sizeof sk);
+        out.len = 0;
+        write_out("/dev/null", &out);
+        if (rc)
+            fprintf(stderr, "fstool: cannot re-sign the files in %s\n", argv[4]);
+        return rc ? 74 : 0;
     }
     if (store_feed_entries(s, pk, from, to, collect, &c, &err) || c.n == 0) {
         fprintf(stderr, "fstool: no entries %llu..%llu\n", (unsigned long long)from,
