@@ -312,16 +312,50 @@ proto_uuid_check(const char *s, size_t len)
     return FS_OK;
 }
 
+/* Significant digits of a %g rendering ("0.00123" has 3, "1.5e+20" has 2). */
+static int
+significant_digits(const char *s)
+{
+    int n = 0, started = 0;
+
+    for (; *s && *s != 'e' && *s != 'E'; s++) {
+        if (*s < '0' || *s > '9')
+            continue;
+        if (*s != '0')
+            started = 1;
+        if (started)
+            n++;
+    }
+    return n ? n : 1;
+}
+
 void
 proto_double_shortest(double v, char out[32])
 {
-    char whole[32];
-    int prec;
+    char whole[32], shorter[330]; /* as long as %g could ever be, to the compiler */
+    int prec, k;
 
-    for (prec = 1; prec <= 17; prec++) {
-        snprintf(out, 32, "%.*g", prec, v);
-        if (strtod(out, NULL) == v)
-            break;
+    /* Fewer digits never read back when more do not (the property is
+     * monotonic), so: 15 digits first. If they read back, %g has already
+     * dropped the trailing zeros and the shortest has k <= 15 digits; it is
+     * exactly that string unless k - 1 digits read back too, which is rare
+     * (then count down). Otherwise 16, then 17. Two conversions for most
+     * coordinates instead of one per digit. */
+    snprintf(out, 32, "%.15g", v);
+    if (strtod(out, NULL) == v) {
+        k = significant_digits(out);
+        for (prec = k - 1; prec >= 1; prec--) {
+            snprintf(shorter, sizeof shorter, "%.*g", prec, v);
+            if (strtod(shorter, NULL) != v)
+                break;
+            memcpy(out, shorter, strlen(shorter) + 1); /* shorter than out's 32 */
+        }
+    } else {
+        for (prec = 16; prec <= 17; prec++) {
+            snprintf(out, 32, "%.*g", prec, v);
+            if (strtod(out, NULL) == v)
+                break;
+        }
     }
     /* %g writes 120 as "1.2e+02". A positive exponent means v is a whole
      * number, which "%.0f" writes exactly; keep it when it is not longer. */
