@@ -4,6 +4,7 @@
  * listing and the batches carry the server's signature, every entry its
  * device's. */
 #include <inttypes.h>
+#include <pthread.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -95,6 +96,88 @@ out:
     return rc;
 }
 
+/* A share of a batch to verify: each entry against its feed's key (feed, or
+ * for a multi-feed batch the feed the entry names). */
+struct verify_job {
+    struct store_new_entry *es;
+    struct proto_entry *parsed;
+    unsigned char (*hashes)[PROTO_HASH_BYTES];
+    size_t from, to;
+    const unsigned char *feed;
+    enum fs_rc rc;
+    struct fs_err err;
+};
+
+static void *
+verify_share(void *arg)
+{
+    struct verify_job *j = arg;
+    struct proto_entry peek;
+    char fhex[17];
+    size_t i;
+
+    for (i = j->from; i < j->to; i++) {
+        const struct store_new_entry *e = &j->es[i];
+        const unsigned char *ef = j->feed;
+
+        if (!ef) {
+            if (proto_entry_parse(e->entry, e->entry_len, &peek, &j->err)) {
+                j->rc = fs_err_set(&j->err, FS_EPROTO, "a correction is not a valid entry");
+                return NULL;
+            }
+            ef = peek.feed;
+        }
+        j->rc = proto_entry_verify_full(e->entry, e->entry_len, e->sig, e->content, e->content_len,
+                                        ef, 0, &j->parsed[i], j->hashes[i], &j->err);
+        if (j->rc) {
+            proto_hex_encode(ef, 8, fhex);
+            j->rc = fs_err_set(&j->err, FS_EPROTO, "feed %s: %s; nothing of this batch was kept",
+                               fhex, j->err.msg);
+            return NULL;
+        }
+    }
+    return NULL;
+}
+
+/* Every signature is checked here, whatever the server said; a large batch
+ * is split over two threads (verification is the floor of a pull). The
+ * first failure by position is reported. */
+static enum fs_rc
+verify_all(struct store_new_entry *es, struct proto_entry *parsed,
+           unsigned char (*hashes)[PROTO_HASH_BYTES], size_t n, const unsigned char *feed,
+           struct fs_err *err)
+{
+    struct verify_job a, b;
+    pthread_t t;
+    int threaded = 0;
+
+    memset(&a, 0, sizeof a);
+    a.es = es;
+    a.parsed = parsed;
+    a.hashes = hashes;
+    a.to = n;
+    a.feed = feed;
+    b = a;
+    if (n >= 256) {
+        a.to = b.from = n / 2;
+        threaded = pthread_create(&t, NULL, verify_share, &b) == 0;
+        if (!threaded)
+            a.to = n;
+    }
+    verify_share(&a);
+    if (threaded)
+        pthread_join(t, NULL);
+    if (a.rc) {
+        *err = a.err;
+        return a.rc;
+    }
+    if (threaded && b.rc) {
+        *err = b.err;
+        return b.rc;
+    }
+    return FS_OK;
+}
+
 /* Verifies a server-signed batch and its frames; fills es (parsed into
  * parsed[]) pointing into raw. feed NULL: a multi-feed batch, each entry
  * verified against its own feed. */
@@ -111,7 +194,6 @@ open_pull_batch(const struct sync_resp *r, const unsigned char server_pk[PROTO_K
     struct proto_entry *parsed = NULL;
     unsigned char(*hashes)[PROTO_HASH_BYTES] = NULL;
     size_t off = 0, i = 0;
-    char fhex[17];
     enum fs_rc rc;
 
     proto_batch_limits_default(&lim);
@@ -134,30 +216,12 @@ open_pull_batch(const struct sync_resp *r, const unsigned char server_pk[PROTO_K
     }
     for (;;) {
         struct proto_frame fr;
-        struct proto_entry peek;
-        const unsigned char *ef;
 
         rc = proto_batch_next(raw, &off, &fr, err);
         if (rc == FS_ENOTFOUND)
             break;
         if (rc || i >= bh.count) {
             rc = fs_err_set(err, FS_EPROTO, "a batch from the server has the wrong frames");
-            goto fail;
-        }
-        ef = feed;
-        if (!ef) {
-            if (proto_entry_parse(fr.entry, fr.entry_len, &peek, err)) {
-                rc = fs_err_set(err, FS_EPROTO, "a correction is not a valid entry");
-                goto fail;
-            }
-            ef = peek.feed;
-        }
-        rc = proto_entry_verify_full(fr.entry, fr.entry_len, fr.sig, fr.content, fr.content_len, ef,
-                                     0, &parsed[i], hashes[i], err);
-        if (rc) {
-            proto_hex_encode(ef, 8, fhex);
-            rc = fs_err_set(err, FS_EPROTO, "feed %s: %s; nothing of this batch was kept", fhex,
-                            err->msg);
             goto fail;
         }
         es[i].parsed = &parsed[i];
@@ -169,7 +233,14 @@ open_pull_batch(const struct sync_resp *r, const unsigned char server_pk[PROTO_K
         es[i].content_len = fr.content_len;
         i++;
     }
-    if (i != bh.count || (feed && memcmp(hashes[i - 1], bh.to_hash, PROTO_HASH_BYTES) != 0)) {
+    if (i != bh.count) {
+        rc = fs_err_set(err, FS_EPROTO, "a batch from the server does not match its header");
+        goto fail;
+    }
+    rc = verify_all(es, parsed, hashes, i, feed, err);
+    if (rc)
+        goto fail;
+    if (i == 0 || (feed && memcmp(hashes[i - 1], bh.to_hash, PROTO_HASH_BYTES) != 0)) {
         rc = fs_err_set(err, FS_EPROTO, "a batch from the server does not match its header");
         goto fail;
     }

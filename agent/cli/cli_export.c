@@ -67,7 +67,9 @@ attachment_paths(struct store *s, const struct store_record *r, struct proto_con
     size_t i;
 
     *paths = NULL;
-    if (proto_content_parse(r->content, r->content_len, c, NULL) != FS_OK || !c->n_attachments)
+    /* Most records have none: look before parsing. */
+    if (!memmem(r->content, r->content_len, "\"attachments\"", 13) ||
+        proto_content_parse(r->content, r->content_len, c, NULL) != FS_OK || !c->n_attachments)
         return FS_OK;
     *paths = calloc(c->n_attachments, sizeof **paths);
     if (!*paths)
