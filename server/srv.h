@@ -16,7 +16,7 @@
 #include "proto.h"
 #include "srv_db.h"
 
-#define SRV_DEFAULT_THREADS     4
+#define SRV_DEFAULT_THREADS     16 /* mostly waiting: on the network or on a group commit */
 #define SRV_DEFAULT_MAX_CONNS   512
 #define SRV_DEFAULT_MAX_PER_IP  64
 #define SRV_DEFAULT_IDLE_S      30
@@ -59,6 +59,7 @@ enum srv_refusal {
     SRV_REF_ENCODING,
     SRV_REF_FORBIDDEN,
     SRV_REF_UNAVAILABLE,
+    SRV_REF_BAD_ENTRY,
     SRV_REF_COUNT
 };
 
@@ -75,6 +76,17 @@ struct srv_metrics {
     atomic_ullong push_latency_sum_ms;
 };
 
+/* The group committer (srv_commit.c). */
+struct srv_committer {
+    pthread_t thread;
+    pthread_mutex_t lock;
+    pthread_cond_t work, done;
+    struct srv_push_job *head, *tail;
+    struct srv_db *db;
+    int running, stopping;
+    unsigned long long groups;
+};
+
 struct srv {
     struct srv_config cfg;
     const struct srv_db_ops *ops;
@@ -88,7 +100,18 @@ struct srv {
     struct srv_db *pool[64];
     size_t pool_n;
     atomic_size_t inflight; /* body bytes held by requests */
+    struct srv_committer commit;
 };
+
+/* Starts and stops the group committer (serving only). */
+FS_WUR enum fs_rc srv_commit_start(struct srv *s, struct fs_err *err);
+void srv_commit_stop(struct srv *s);
+/* Applies a verified push: through the group committer when it runs, else
+ * directly on db. Returns when the push is durable (or refused). */
+FS_WUR enum fs_rc srv_commit_push(struct srv *s, struct srv_db *db,
+                                  const unsigned char feed[PROTO_KEY_BYTES],
+                                  const struct srv_entry *es, size_t n, int64_t now_ms,
+                                  struct srv_push_result *res, struct fs_err *err);
 
 /* Opens the backend for cfg.where and loads the server key. */
 FS_WUR enum fs_rc srv_open(struct srv *s, struct fs_err *err);

@@ -32,6 +32,7 @@ static const struct error_kind error_kinds[] = {
     {"encoding", SRV_REF_ENCODING},
     {"forbidden", SRV_REF_FORBIDDEN},
     {"unavailable", SRV_REF_UNAVAILABLE},
+    {"bad_entry", SRV_REF_BAD_ENTRY},
     {"token_refused", SRV_REF_AUTH},
     {"wrong_server", SRV_REF_AUTH},
 };
@@ -148,9 +149,13 @@ signed_state(struct srv *s, const char *tag, const unsigned char feed[PROTO_KEY_
     return rc;
 }
 
+/* A signed receipt. noted: the push's own transaction already recorded its
+ * seq and the contact (one commit, one fsync); otherwise (a replay) they are
+ * noted here. */
 static void
 receipt(struct srv *s, struct srv_db *db, struct srv_resp *rs,
-        const unsigned char feed[PROTO_KEY_BYTES], uint64_t have, const unsigned char *head)
+        const unsigned char feed[PROTO_KEY_BYTES], uint64_t have, const unsigned char *head,
+        int noted)
 {
     struct fs_err err;
 
@@ -159,7 +164,7 @@ receipt(struct srv *s, struct srv_db *db, struct srv_resp *rs,
         srv_resp_error(s, rs, 500, "internal", "out of memory");
         return;
     }
-    if (s->ops->feed_touch(db, feed, have, srv_now_ms(), &err))
+    if (!noted && s->ops->feed_touch(db, feed, have, srv_now_ms(), &err))
         FS_LOG(&s->log, FS_LOG_WARNING, "cannot note the receipt: %s", err.msg);
 }
 
@@ -473,20 +478,20 @@ push(struct srv *s, struct srv_db *db, const struct srv_req *rq,
         srv_resp_error(s, rs, 403, "revoked", "this device was revoked by the project");
         goto out;
     }
-    /* 5. Already held: answer from the header alone. */
+    /* 5. Already held: answer from the header alone. A different last entry is
+     * a fork; the (authenticated) batch is then opened below, so that the fork
+     * is flagged at the first entry that differs, not at the batch's end. */
     if (h.to <= f.have_seq) {
         rc = s->ops->entry_hash(db, feed, h.to, held, &err);
         if (rc) {
             storage_error(s, rs, rc, &err);
             goto out;
         }
-        if (sodium_memcmp(held, h.to_hash, PROTO_HASH_BYTES) != 0) {
-            fork_refused(s, db, rs, feed, h.to);
+        if (sodium_memcmp(held, h.to_hash, PROTO_HASH_BYTES) == 0) {
+            atomic_fetch_add(&s->m.pushes_held, 1);
+            receipt(s, db, rs, feed, f.have_seq, f.head, 0);
             goto out;
         }
-        atomic_fetch_add(&s->m.pushes_held, 1);
-        receipt(s, db, rs, feed, f.have_seq, f.head);
-        goto out;
     }
     if (h.from > f.have_seq + 1) {
         snprintf(msg, sizeof msg, "the server holds up to seq %" PRIu64 "; send from %" PRIu64,
@@ -552,7 +557,7 @@ push(struct srv *s, struct srv_db *db, const struct srv_req *rq,
         goto out;
     }
     /* 8. One durable transaction; the answer goes out after it commits. */
-    rc = s->ops->push_apply(db, feed, es, i, srv_now_ms(), &res, &err);
+    rc = srv_commit_push(s, db, feed, es, i, srv_now_ms(), &res, &err);
     if (rc == FS_EAUTH) {
         srv_resp_error(s, rs, 403, "revoked", "this device was revoked by the project");
         goto out;
@@ -565,11 +570,11 @@ push(struct srv *s, struct srv_db *db, const struct srv_req *rq,
     case SRV_PUSH_APPLIED:
         atomic_fetch_add(&s->m.pushes_applied, 1);
         atomic_fetch_add(&s->m.entries_stored, res.stored);
-        receipt(s, db, rs, feed, res.have_seq, res.head);
+        receipt(s, db, rs, feed, res.have_seq, res.head, 1);
         break;
     case SRV_PUSH_HELD:
         atomic_fetch_add(&s->m.pushes_held, 1);
-        receipt(s, db, rs, feed, res.have_seq, res.head);
+        receipt(s, db, rs, feed, res.have_seq, res.head, 0);
         break;
     case SRV_PUSH_GAP:
         snprintf(msg, sizeof msg, "the server holds up to seq %" PRIu64 "; send from %" PRIu64,

@@ -85,6 +85,19 @@ struct srv_push_result {
     uint64_t fork_seq; /* with FORK */
 };
 
+/* One push of a group commit (srv_db_ops.push_apply_group). */
+struct srv_push_job {
+    const unsigned char *feed;
+    const struct srv_entry *es;
+    size_t n;
+    int64_t now_ms;
+    struct srv_push_result res; /* OUT */
+    enum fs_rc rc;              /* OUT */
+    struct fs_err err;          /* OUT */
+    struct srv_push_job *next;  /* the committer's queue */
+    int done;
+};
+
 /* A row of the merged view; pointers valid during the callback only. */
 struct srv_record {
     const char *id;
@@ -161,6 +174,11 @@ struct srv_db_ops {
     enum fs_rc (*push_apply)(struct srv_db *db, const unsigned char feed[PROTO_KEY_BYTES],
                              const struct srv_entry *entries, size_t n, int64_t now_ms,
                              struct srv_push_result *out, struct fs_err *err);
+    /* The same for several pushes in one transaction (one fsync): each job
+     * is applied whole or not at all and gets its own rc and result; if the
+     * commit fails, every applied job fails with it. */
+    enum fs_rc (*push_apply_group)(struct srv_db *db, struct srv_push_job *jobs, size_t n,
+                                   struct fs_err *err);
 
     /* Records a nonce seen with a request signed at ts; FS_ECONFLICT when it
      * was seen before. Forgets nonces older than now - window. */

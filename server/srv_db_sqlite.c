@@ -4,6 +4,7 @@
  * on a feed's head that the contract asks for, and more. */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <sodium.h>
 #include <sqlite3.h>
 #include <stdio.h>
@@ -181,6 +182,68 @@ rollback(struct srv_db *db)
 {
     if (!sqlite3_get_autocommit(db->db))
         sqlite3_exec(db->db, "ROLLBACK", NULL, NULL, NULL);
+}
+
+/* Writers in this process take turns on a mutex before SQLite's write lock:
+ * a waiting writer then wakes when the lock is free, instead of sleeping in
+ * SQLite's busy handler for up to 100 ms at a time. Recursive, so that a
+ * write inside a write transaction (an audit row) needs no special case.
+ * Other processes on the same data folder are still kept out by SQLite. */
+static pthread_mutex_t write_mutex;
+static pthread_once_t write_once = PTHREAD_ONCE_INIT;
+
+static void
+write_mutex_init(void)
+{
+    pthread_mutexattr_t a;
+
+    pthread_mutexattr_init(&a);
+    pthread_mutexattr_settype(&a, PTHREAD_MUTEX_RECURSIVE);
+    pthread_mutex_init(&write_mutex, &a);
+    pthread_mutexattr_destroy(&a);
+}
+
+static void
+wlock(void)
+{
+    pthread_once(&write_once, write_mutex_init);
+    pthread_mutex_lock(&write_mutex);
+}
+
+static void
+wunlock(void)
+{
+    pthread_mutex_unlock(&write_mutex);
+}
+
+static enum fs_rc
+begin_write(struct srv_db *db, struct fs_err *err)
+{
+    enum fs_rc rc;
+
+    wlock();
+    rc = exec(db, "BEGIN IMMEDIATE", err);
+    if (rc)
+        wunlock();
+    return rc;
+}
+
+static enum fs_rc
+commit_write(struct srv_db *db, struct fs_err *err)
+{
+    enum fs_rc rc = exec(db, "COMMIT", err);
+
+    if (rc)
+        rollback(db);
+    wunlock();
+    return rc;
+}
+
+static void
+rollback_write(struct srv_db *db)
+{
+    rollback(db);
+    wunlock();
 }
 
 static enum fs_rc
@@ -470,15 +533,28 @@ audit_in_tx(struct srv_db *db, const char *event, const unsigned char *feed, con
 }
 
 static enum fs_rc
-sq_audit(struct srv_db *db, const char *event, const unsigned char *feed, const char *detail,
-         int64_t now_ms, struct fs_err *err)
+sq_audit_unlocked(struct srv_db *db, const char *event, const unsigned char *feed,
+                  const char *detail, int64_t now_ms, struct fs_err *err)
 {
     return audit_in_tx(db, event, feed, detail, now_ms, err);
 }
 
+/* An autocommit write: in turn with the process's other writers. */
 static enum fs_rc
-sq_token_add(struct srv_db *db, const unsigned char hash[PROTO_HASH_BYTES],
-             const struct srv_token *t, struct fs_err *err)
+sq_audit(struct srv_db *db, const char *event, const unsigned char *feed, const char *detail,
+         int64_t now_ms, struct fs_err *err)
+{
+    enum fs_rc rc;
+
+    wlock();
+    rc = sq_audit_unlocked(db, event, feed, detail, now_ms, err);
+    wunlock();
+    return rc;
+}
+
+static enum fs_rc
+sq_token_add_unlocked(struct srv_db *db, const unsigned char hash[PROTO_HASH_BYTES],
+                      const struct srv_token *t, struct fs_err *err)
 {
     sqlite3_stmt *st = NULL;
     enum fs_rc rc;
@@ -499,6 +575,19 @@ sq_token_add(struct srv_db *db, const unsigned char hash[PROTO_HASH_BYTES],
     r = sqlite3_step(st);
     done(db, st);
     return r == SQLITE_DONE ? FS_OK : sqlerr(db, r, "saving the token", err);
+}
+
+/* An autocommit write: in turn with the process's other writers. */
+static enum fs_rc
+sq_token_add(struct srv_db *db, const unsigned char hash[PROTO_HASH_BYTES],
+             const struct srv_token *t, struct fs_err *err)
+{
+    enum fs_rc rc;
+
+    wlock();
+    rc = sq_token_add_unlocked(db, hash, t, err);
+    wunlock();
+    return rc;
 }
 
 static enum fs_rc
@@ -533,7 +622,7 @@ sq_token_redeem(struct srv_db *db, const unsigned char hash[PROTO_HASH_BYTES],
     int r, used = 0, used_by_me = 0;
     enum fs_rc rc;
 
-    rc = exec(db, "BEGIN IMMEDIATE", err);
+    rc = begin_write(db, err);
     if (rc)
         return rc;
     rc = prep(db, "SELECT project, role, name, expires_ms, used_by FROM tokens WHERE hash = ?1",
@@ -564,8 +653,7 @@ sq_token_redeem(struct srv_db *db, const unsigned char hash[PROTO_HASH_BYTES],
         rc = feed_get_in(db, feed, out, err);
         if (rc)
             goto fail;
-        rc = exec(db, "COMMIT", err);
-        return rc;
+        return commit_write(db, err);
     }
     if (used) {
         rc = fs_err_set(err, FS_EAUTH, "this enrollment token was already used by another device");
@@ -615,11 +703,9 @@ sq_token_redeem(struct srv_db *db, const unsigned char hash[PROTO_HASH_BYTES],
     if (!rc)
         rc = feed_get_in(db, feed, out, err);
     if (!rc)
-        rc = exec(db, "COMMIT", err);
-    if (!rc)
-        return FS_OK;
+        return commit_write(db, err);
 fail:
-    rollback(db);
+    rollback_write(db);
     return rc;
 }
 
@@ -667,7 +753,7 @@ update_feed(struct srv_db *db, const char *sql, const unsigned char feed[PROTO_K
     enum fs_rc rc;
     int r;
 
-    rc = exec(db, "BEGIN IMMEDIATE", err);
+    rc = begin_write(db, err);
     if (rc)
         return rc;
     rc = prep(db, sql, &st, err);
@@ -691,9 +777,9 @@ update_feed(struct srv_db *db, const char *sql, const unsigned char feed[PROTO_K
         if (rc)
             goto fail;
     }
-    return exec(db, "COMMIT", err);
+    return commit_write(db, err);
 fail:
-    rollback(db);
+    rollback_write(db);
     return rc;
 }
 
@@ -717,8 +803,8 @@ sq_feed_flag_fork(struct srv_db *db, const unsigned char feed[PROTO_KEY_BYTES], 
 }
 
 static enum fs_rc
-sq_feed_touch(struct srv_db *db, const unsigned char feed[PROTO_KEY_BYTES], uint64_t receipt_seq,
-              int64_t now_ms, struct fs_err *err)
+sq_feed_touch_unlocked(struct srv_db *db, const unsigned char feed[PROTO_KEY_BYTES],
+                       uint64_t receipt_seq, int64_t now_ms, struct fs_err *err)
 {
     sqlite3_stmt *st = NULL;
     enum fs_rc rc;
@@ -736,6 +822,19 @@ sq_feed_touch(struct srv_db *db, const unsigned char feed[PROTO_KEY_BYTES], uint
     r = sqlite3_step(st);
     done(db, st);
     return r == SQLITE_DONE ? FS_OK : sqlerr(db, r, "updating a feed", err);
+}
+
+/* An autocommit write: in turn with the process's other writers. */
+static enum fs_rc
+sq_feed_touch(struct srv_db *db, const unsigned char feed[PROTO_KEY_BYTES], uint64_t receipt_seq,
+              int64_t now_ms, struct fs_err *err)
+{
+    enum fs_rc rc;
+
+    wlock();
+    rc = sq_feed_touch_unlocked(db, feed, receipt_seq, now_ms, err);
+    wunlock();
+    return rc;
 }
 
 static enum fs_rc
@@ -1025,10 +1124,11 @@ str_cmp(const void *a, const void *b)
     return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
 
+/* A push inside the caller's write transaction. Outcomes other than APPLIED
+ * and errors may leave statements undone: the caller rolls back. */
 static enum fs_rc
-sq_push_apply(struct srv_db *db, const unsigned char feed[PROTO_KEY_BYTES],
-              const struct srv_entry *es, size_t n, int64_t now_ms, struct srv_push_result *res,
-              struct fs_err *err)
+push_in_tx(struct srv_db *db, const unsigned char feed[PROTO_KEY_BYTES], const struct srv_entry *es,
+           size_t n, int64_t now_ms, struct srv_push_result *res, struct fs_err *err)
 {
     struct srv_feed f;
     sqlite3_stmt *ins = NULL, *head = NULL;
@@ -1040,9 +1140,6 @@ sq_push_apply(struct srv_db *db, const unsigned char feed[PROTO_KEY_BYTES],
     int r;
 
     memset(res, 0, sizeof *res);
-    rc = exec(db, "BEGIN IMMEDIATE", err);
-    if (rc)
-        return rc;
     /* Under the write lock: nobody else appends to this feed now. */
     rc = feed_get_in(db, feed, &f, err);
     if (rc)
@@ -1066,25 +1163,21 @@ sq_push_apply(struct srv_db *db, const unsigned char feed[PROTO_KEY_BYTES],
         if (memcmp(held, es[i].hash, PROTO_HASH_BYTES) != 0) {
             res->outcome = SRV_PUSH_FORK;
             res->fork_seq = es[i].seq;
-            rollback(db);
             return FS_OK;
         }
     }
     if (first_new == n) {
         res->outcome = SRV_PUSH_HELD;
-        rollback(db);
         return FS_OK;
     }
     if (es[first_new].seq != f.have_seq + 1) {
         res->outcome = SRV_PUSH_GAP;
-        rollback(db);
         return FS_OK;
     }
     if (f.have_seq > 0 && (!es[first_new].parsed->has_prev ||
                            memcmp(es[first_new].parsed->prev, f.head, PROTO_HASH_BYTES) != 0)) {
         res->outcome = SRV_PUSH_FORK;
         res->fork_seq = es[first_new].seq;
-        rollback(db);
         return FS_OK;
     }
     rc = prep(db,
@@ -1132,7 +1225,11 @@ sq_push_apply(struct srv_db *db, const unsigned char feed[PROTO_KEY_BYTES],
         memcpy(prev, e->hash, sizeof prev);
         ids[n_ids++] = p->record_id;
     }
-    rc = prep(db, "UPDATE feeds SET have_seq = ?2, head = ?3, last_contact_ms = ?4 WHERE feed = ?1",
+    /* The receipt for this head goes out right after the commit: its seq is
+     * noted here, in the same transaction, rather than in a second one. */
+    rc = prep(db,
+              "UPDATE feeds SET have_seq = ?2, head = ?3, last_contact_ms = ?4,"
+              " receipt_seq = max(receipt_seq, ?2) WHERE feed = ?1",
               &head, err);
     if (rc)
         goto fail;
@@ -1166,17 +1263,11 @@ sq_push_apply(struct srv_db *db, const unsigned char feed[PROTO_KEY_BYTES],
     rc = audit_in_tx(db, "push", feed, detail, now_ms, err);
     if (rc)
         goto fail;
-    rc = exec(db, "COMMIT", err);
-    if (rc)
-        goto fail;
     res->outcome = SRV_PUSH_APPLIED;
     res->have_seq = es[n - 1].seq;
     memcpy(res->head, prev, PROTO_HASH_BYTES);
     res->stored = n - first_new;
-    goto out;
 fail:
-    rollback(db);
-out:
     done(db, ins);
     done(db, head);
     free(ids);
@@ -1184,9 +1275,73 @@ out:
 }
 
 static enum fs_rc
-sq_nonce_use(struct srv_db *db, const unsigned char feed[PROTO_KEY_BYTES],
-             const unsigned char *nonce, size_t nonce_len, int64_t ts, int64_t now_s,
-             struct fs_err *err)
+sq_push_apply(struct srv_db *db, const unsigned char feed[PROTO_KEY_BYTES],
+              const struct srv_entry *es, size_t n, int64_t now_ms, struct srv_push_result *res,
+              struct fs_err *err)
+{
+    enum fs_rc rc;
+
+    rc = begin_write(db, err);
+    if (rc)
+        return rc;
+    rc = push_in_tx(db, feed, es, n, now_ms, res, err);
+    if (rc || res->outcome != SRV_PUSH_APPLIED) {
+        rollback_write(db);
+        return rc;
+    }
+    return commit_write(db, err);
+}
+
+/* Group commit: several pushes (of different feeds, or one after another of
+ * the same) in one transaction and one fsync, each inside its own savepoint
+ * so that a refused one leaves the others whole. Each still commits entries,
+ * head, merged view and audit together; every answer waits for the commit. */
+static enum fs_rc
+sq_push_apply_group(struct srv_db *db, struct srv_push_job *jobs, size_t n, struct fs_err *err)
+{
+    size_t i, applied = 0;
+    enum fs_rc rc;
+
+    rc = begin_write(db, err);
+    if (rc) {
+        for (i = 0; i < n; i++) {
+            jobs[i].rc = rc;
+            jobs[i].err = *err;
+        }
+        return rc;
+    }
+    for (i = 0; i < n; i++) {
+        struct srv_push_job *j = &jobs[i];
+
+        if (exec(db, "SAVEPOINT push", &j->err)) {
+            j->rc = FS_EAGAIN;
+            continue;
+        }
+        j->rc = push_in_tx(db, j->feed, j->es, j->n, j->now_ms, &j->res, &j->err);
+        if (j->rc || j->res.outcome != SRV_PUSH_APPLIED)
+            sqlite3_exec(db->db, "ROLLBACK TO push", NULL, NULL, NULL);
+        else
+            applied++;
+        if (exec(db, "RELEASE push", &j->err) && !j->rc)
+            j->rc = FS_EAGAIN;
+    }
+    rc = applied ? commit_write(db, err) : (rollback_write(db), FS_OK);
+    if (rc) {
+        /* Nothing of the group is durable: every push that was applied fails. */
+        for (i = 0; i < n; i++) {
+            if (!jobs[i].rc && jobs[i].res.outcome == SRV_PUSH_APPLIED) {
+                jobs[i].rc = rc;
+                jobs[i].err = *err;
+            }
+        }
+    }
+    return rc;
+}
+
+static enum fs_rc
+sq_nonce_use_unlocked(struct srv_db *db, const unsigned char feed[PROTO_KEY_BYTES],
+                      const unsigned char *nonce, size_t nonce_len, int64_t ts, int64_t now_s,
+                      struct fs_err *err)
 {
     sqlite3_stmt *st = NULL;
     enum fs_rc rc;
@@ -1211,6 +1366,20 @@ sq_nonce_use(struct srv_db *db, const unsigned char feed[PROTO_KEY_BYTES],
     if ((r & 0xff) == SQLITE_CONSTRAINT)
         return fs_err_set(err, FS_ECONFLICT, "this request was seen before");
     return r == SQLITE_DONE ? FS_OK : sqlerr(db, r, "remembering a nonce", err);
+}
+
+/* An autocommit write: in turn with the process's other writers. */
+static enum fs_rc
+sq_nonce_use(struct srv_db *db, const unsigned char feed[PROTO_KEY_BYTES],
+             const unsigned char *nonce, size_t nonce_len, int64_t ts, int64_t now_s,
+             struct fs_err *err)
+{
+    enum fs_rc rc;
+
+    wlock();
+    rc = sq_nonce_use_unlocked(db, feed, nonce, nonce_len, ts, now_s, err);
+    wunlock();
+    return rc;
 }
 
 static enum fs_rc
@@ -1428,8 +1597,8 @@ sq_blob_state(struct srv_db *db, const unsigned char hash[PROTO_HASH_BYTES], uin
 }
 
 static enum fs_rc
-blob_record(struct srv_db *db, const unsigned char hash[PROTO_HASH_BYTES], uint64_t offset,
-            int complete, struct fs_err *err)
+blob_record_unlocked(struct srv_db *db, const unsigned char hash[PROTO_HASH_BYTES], uint64_t offset,
+                     int complete, struct fs_err *err)
 {
     sqlite3_stmt *st = NULL;
     enum fs_rc rc;
@@ -1448,6 +1617,19 @@ blob_record(struct srv_db *db, const unsigned char hash[PROTO_HASH_BYTES], uint6
     r = sqlite3_step(st);
     done(db, st);
     return r == SQLITE_DONE ? FS_OK : sqlerr(db, r, "recording a blob", err);
+}
+
+/* An autocommit write: in turn with the process's other writers. */
+static enum fs_rc
+blob_record(struct srv_db *db, const unsigned char hash[PROTO_HASH_BYTES], uint64_t offset,
+            int complete, struct fs_err *err)
+{
+    enum fs_rc rc;
+
+    wlock();
+    rc = blob_record_unlocked(db, hash, offset, complete, err);
+    wunlock();
+    return rc;
 }
 
 static enum fs_rc
@@ -1679,6 +1861,7 @@ const struct srv_db_ops srv_db_sqlite_ops = {
     .feed_touch = sq_feed_touch,
     .entry_hash = sq_entry_hash,
     .push_apply = sq_push_apply,
+    .push_apply_group = sq_push_apply_group,
     .nonce_use = sq_nonce_use,
     .audit = sq_audit,
     .entries_each = sq_entries_each,

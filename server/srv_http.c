@@ -540,6 +540,10 @@ srv_serve(struct srv *s, struct fs_err *err)
             goto out;
         flags |= MHD_USE_TLS;
     }
+    /* The committer first: workers hand it pushes from their first request. */
+    rc = srv_commit_start(s, err);
+    if (rc)
+        goto out;
     {
         struct MHD_OptionItem ops[] = {
             {MHD_OPTION_THREAD_POOL_SIZE, s->cfg.threads, NULL},
@@ -621,6 +625,7 @@ out:
         MHD_stop_daemon(md);
     if (d)
         MHD_stop_daemon(d);
+    srv_commit_stop(s); /* after the workers: none waits on it any more */
     if (wd_started)
         pthread_join(wd, NULL);
     free(cert);

@@ -17,6 +17,7 @@ static const char *const refusal_names[SRV_REF_COUNT] = {
     [SRV_REF_ENCODING] = "encoding",
     [SRV_REF_FORBIDDEN] = "forbidden",
     [SRV_REF_UNAVAILABLE] = "unavailable",
+    [SRV_REF_BAD_ENTRY] = "bad_entry",
 };
 
 #define LOAD(x) ((unsigned long long)atomic_load(&(x)))
