@@ -125,9 +125,11 @@ watchdog(void *arg)
 
         for (k = h->conns; k; k = k->next) {
             if (!k->cut && k->fd >= 0 && now - k->since_ms > (int64_t)h->s->cfg.deadline_ms) {
-                shutdown(k->fd, SHUT_RDWR);
-                k->cut = 1;
+                /* Counted before the cut: whoever sees the connection close
+                 * then sees it counted. */
                 atomic_fetch_add(&h->s->m.deadline_cuts, 1);
+                k->cut = 1;
+                shutdown(k->fd, SHUT_RDWR);
                 FS_LOG(&h->s->log, FS_LOG_INFO, "cut a request past its %u ms deadline",
                        h->s->cfg.deadline_ms);
             }
