@@ -335,6 +335,13 @@ proto_double_shortest(double v, char out[32])
     char whole[32], shorter[330]; /* as long as %g could ever be, to the compiler */
     int prec, k;
 
+    /* Negative zero is written "0", as RFC 8785 does: "-0" would read back
+     * as the integer 0 and encode differently the second time. */
+    if (v == 0) {
+        memcpy(out, "0", 2);
+        return;
+    }
+
     /* Fewer digits never read back when more do not (the property is
      * monotonic), so: 15 digits first. If they read back, %g has already
      * dropped the trailing zeros and the shortest has k <= 15 digits; it is

@@ -380,7 +380,7 @@ enum phase {
     P_IDLE,
     P_RUNNING,
     P_BACKOFF,
-    P_STOPPED /* authentication refused: no retries until SIGHUP */
+    P_STOPPED /* authentication refused or store damaged: no retries until SIGHUP */
 };
 
 static const char *const phase_names[] = {"starting", "no-store", "not-enrolled", "idle",
@@ -431,7 +431,7 @@ struct daemon {
     uint64_t pending;
     uint64_t progress_done, progress_total;
     int64_t last_sync_ms;
-    int reach;     /* -1 unknown, 0 unreachable, 1 reachable, 2 refuses this device */
+    int reach;     /* -1 unknown, 0 unreachable, 1 reachable, 2 refuses this device, 3 damaged */
     int announced; /* the waiting phase last logged, -1 none */
 };
 
@@ -462,7 +462,8 @@ status_line(struct daemon *d, char *out, size_t cap)
 {
     char last[32] = "never", next[48] = "", waiting[64];
     static const char *const reach[] = {"server unreachable", "server reachable",
-                                        "the server refuses this device"};
+                                        "the server refuses this device",
+                                        "the store is damaged (run 'fieldsync verify')"};
 
     if (d->last_sync_ms > 0)
         fmt_local(d->last_sync_ms, 0, last, sizeof last);
@@ -497,7 +498,8 @@ status_line(struct daemon *d, char *out, size_t cap)
         snprintf(next, sizeof next, " · next try %s", hms);
     }
     if (d->phase == P_STOPPED) {
-        snprintf(out, cap, "%s · last sync %s · %s: stopped until SIGHUP", waiting, last, reach[2]);
+        snprintf(out, cap, "%s · last sync %s · %s: stopped until SIGHUP", waiting, last,
+                 reach[d->reach == 3 ? 3 : 2]);
         return;
     }
     snprintf(out, cap, "%s · last sync %s%s%s%s", waiting, last, d->reach >= 0 ? " · " : "",
@@ -900,8 +902,9 @@ finish_run(struct daemon *d, const struct outcome *oc)
             FS_LOG(d->log, FS_LOG_INFO, "%s", oc->msg);
             if (oc->pending_after > 0)
                 schedule(d, 0);
-        } else if (oc->rc == FS_EAUTH) {
-            d->reach = 2;
+        } else if (oc->rc == FS_EAUTH || oc->rc == FS_ECORRUPT) {
+            /* Neither heals by waiting: say it once, not at every backoff. */
+            d->reach = oc->rc == FS_EAUTH ? 2 : 3;
             d->phase = P_STOPPED;
             FS_LOG(d->log, FS_LOG_ERR,
                    "%s; no more retries until SIGHUP or a restart "

@@ -240,9 +240,15 @@ sync_error_text(const struct sync_resp *r, char *code, size_t code_len, char *ms
 static enum fs_rc
 transport_error(struct sync_http *h, CURLcode cc, const char *errbuf, struct fs_err *err)
 {
-    long verify = 0, connect_us = 0;
+    long verify = 0;
+    curl_off_t connect_us = 0;
+    int reached;
 
+    /* Whether the server was reached: this transfer connected, or an earlier one
+     * of this run did (libcurl reports no connect time for a reused connection,
+     * and a cut on it is a cut, not an unreachable server). */
     curl_easy_getinfo(h->curl, CURLINFO_CONNECT_TIME_T, &connect_us);
+    reached = connect_us > 0 || h->connected;
     switch (cc) {
     case CURLE_COULDNT_RESOLVE_HOST:
     case CURLE_COULDNT_RESOLVE_PROXY:
@@ -278,7 +284,7 @@ transport_error(struct sync_http *h, CURLcode cc, const char *errbuf, struct fs_
         return fs_err_set(err, FS_EPROTO, "the server's answer is larger than %zu bytes",
                           h->o.max_answer);
     case CURLE_OPERATION_TIMEDOUT:
-        if (connect_us == 0)
+        if (!reached)
             return fs_err_set(err, FS_ENET,
                               "the server at %s did not answer in time; your records are safe "
                               "here and will go later",
@@ -286,9 +292,9 @@ transport_error(struct sync_http *h, CURLcode cc, const char *errbuf, struct fs_
         h->connected = 1;
         return fs_err_set(err, FS_EAGAIN, "the transfer timed out; it will be retried");
     default:
-        if (connect_us)
+        if (reached)
             h->connected = 1;
-        return fs_err_set(err, connect_us ? FS_EAGAIN : FS_ENET,
+        return fs_err_set(err, reached ? FS_EAGAIN : FS_ENET,
                           "the connection to the server failed (%s); it will be retried",
                           errbuf[0] ? errbuf : curl_easy_strerror(cc));
     }
@@ -441,6 +447,29 @@ on_write_file(char *p, size_t size, size_t n, void *ud)
     return len;
 }
 
+/* libcurl sends a request again by itself, on a new connection, when a reused
+ * connection dies before any byte of the answer arrives — with the same signed
+ * header. If the first copy had reached the server, the second is refused as a
+ * replay (401 "replay"): a lost answer, not an authentication failure. */
+static int
+is_replay(const struct sync_resp *r)
+{
+    char code[64], msg[8];
+
+    if (r->status != 401)
+        return 0;
+    sync_error_text(r, code, sizeof code, msg, sizeof msg);
+    return strcmp(code, "replay") == 0;
+}
+
+static enum fs_rc
+replay_error(struct fs_err *err)
+{
+    return fs_err_set(err, FS_EAGAIN,
+                      "the link lost the server's answer to a request (its copy, resent, was "
+                      "refused as a replay); try again");
+}
+
 enum fs_rc
 sync_http_patch_chunk(struct sync_http *h, const char *target, int fd, uint64_t offset,
                       uint64_t length, sync_bytes_cb progress, void *pctx, struct sync_resp *out,
@@ -498,6 +527,8 @@ sync_http_patch_chunk(struct sync_http *h, const char *target, int fd, uint64_t 
     out->retry_after_s = h->retry_after;
     out->upload_offset = h->upload_offset;
     out->complete = h->complete;
+    if (is_replay(out))
+        return replay_error(err); /* the next try asks the offset again */
     return FS_OK;
 }
 
@@ -549,6 +580,8 @@ sync_http_download(struct sync_http *h, const char *target, int fd, uint64_t fro
     out->body = h->answer.data ? h->answer.data : (const unsigned char *)"";
     out->len = h->answer.len;
     out->retry_after_s = h->retry_after;
+    if (is_replay(out))
+        return replay_error(err); /* the next try resumes from what is on disk */
     return FS_OK;
 }
 
@@ -563,6 +596,17 @@ sync_http_request(struct sync_http *h, const char *method, const char *target, c
     rc = request_once(h, method, target, body, body_len, sign, out, err);
     if (rc || !sign || out->status != 401)
         return rc;
+    if (is_replay(out)) {
+        /* Signed again (a fresh nonce), a GET is simply asked once more; any
+         * other request may have been applied: report a cut, the caller retries. */
+        if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0)
+            return replay_error(err);
+        rc = request_once(h, method, target, body, body_len, sign, out, err);
+        if (!rc && is_replay(out))
+            rc = replay_error(err);
+        if (rc || out->status != 401)
+            return rc;
+    }
     /* A wrong clock: learn the offset from the server's time and retry once. */
     if (proto_json_parse(out->body, out->len, &j, NULL) == FS_OK) {
         const char *code = json_string_value(json_object_get(j, "error"));
@@ -571,7 +615,10 @@ sync_http_request(struct sync_http *h, const char *method, const char *target, c
         if (code && strcmp(code, "clock") == 0 && json_is_integer(st)) {
             h->clock_offset_s = (int64_t)json_integer_value(st) - (int64_t)time(NULL);
             json_decref(j);
-            return request_once(h, method, target, body, body_len, sign, out, err);
+            rc = request_once(h, method, target, body, body_len, sign, out, err);
+            if (!rc && is_replay(out))
+                rc = replay_error(err);
+            return rc;
         }
         json_decref(j);
     }

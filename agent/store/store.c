@@ -53,13 +53,18 @@ enum fs_rc
 store_sqlerr(struct store *s, int sqlrc, const char *what, struct fs_err *err)
 {
     int prim = sqlrc & 0xff;
+    const char *msg = s && s->db ? sqlite3_errmsg(s->db) : "";
 
-    (void)s;
     switch (prim) {
     case SQLITE_FULL:
         return fs_err_set(err, FS_EIO, "disk full while %s: not saved; free some space and retry",
                           what);
     case SQLITE_IOERR:
+        /* ENOSPC can surface as an I/O error (growing the -shm file, say). */
+        if (s && s->db && sqlite3_system_errno(s->db) == ENOSPC)
+            return fs_err_set(err, FS_EIO,
+                              "disk full while %s: not saved; free some space and retry", what);
+        /* fall through */
     case SQLITE_CANTOPEN:
     case SQLITE_READONLY:
     case SQLITE_PERM:
@@ -78,6 +83,29 @@ store_sqlerr(struct store *s, int sqlrc, const char *what, struct fs_err *err)
         return fs_err_set(err, FS_ENOMEM, "out of memory while %s", what);
     case SQLITE_CONSTRAINT:
         return fs_err_set(err, FS_ECONFLICT, "a store constraint failed while %s", what);
+    case SQLITE_ERROR:
+        /* The store's own statements and schema name only its own tables,
+         * columns and functions: if one is missing, the schema is not the one
+         * this store wrote (a damaged page 1 can still parse); nor does it ever
+         * write a file format SQLite cannot read. The names come from our SQL,
+         * never user data; damaged bytes are shown as '?'. */
+        if (strncmp(msg, "no such table", 13) == 0 || strncmp(msg, "no such column", 14) == 0 ||
+            strncmp(msg, "no such index", 13) == 0 || strncmp(msg, "unknown function", 16) == 0 ||
+            strncmp(msg, "no such collation", 17) == 0 ||
+            strcmp(msg, "unsupported file format") == 0) {
+            char shown[96];
+            size_t i;
+
+            snprintf(shown, sizeof shown, "%s", msg);
+            for (i = 0; shown[i]; i++)
+                if ((unsigned char)shown[i] < 0x20 || (unsigned char)shown[i] > 0x7e)
+                    shown[i] = '?';
+            return fs_err_set(err, FS_ECORRUPT,
+                              "the store database is damaged (its schema: %s, while %s); nothing "
+                              "was changed — run 'fieldsync verify' and keep a copy of the folder",
+                              shown, what);
+        }
+        /* fall through */
     default:
         return fs_err_set(err, FS_EINTERNAL, "database error while %s: %s", what,
                           sqlite3_errstr(sqlrc));

@@ -192,6 +192,7 @@ struct store_entry_row {
     const unsigned char *sig; /* PROTO_SIG_BYTES */
     const unsigned char *content;
     size_t content_len;
+    const unsigned char *content_hash; /* PROTO_HASH_BYTES, as indexed; NULL without content */
 };
 typedef int (*store_entry_cb)(void *ctx, const struct store_entry_row *e);
 

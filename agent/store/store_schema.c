@@ -85,6 +85,20 @@ static const char *const migrations[] = {
 
 #define SCHEMA_VERSION ((int)FS_ARRAY_LEN(migrations))
 
+/* Whether the database holds any table (a store, not a new file). */
+static int
+has_tables(struct store *s)
+{
+    sqlite3_stmt *st = NULL;
+    int found = 0;
+
+    if (sqlite3_prepare_v2(s->db, "SELECT 1 FROM sqlite_master WHERE type = 'table' LIMIT 1", -1,
+                           &st, NULL) == SQLITE_OK)
+        found = sqlite3_step(st) == SQLITE_ROW;
+    sqlite3_finalize(st);
+    return found;
+}
+
 enum fs_rc
 store_schema_migrate(struct store *s, struct fs_err *err)
 {
@@ -115,6 +129,14 @@ store_schema_migrate(struct store *s, struct fs_err *err)
     }
     for (i = ver; i < SCHEMA_VERSION; i++) {
         rc = store_exec(s, migrations[i], err);
+        if (rc == FS_EINTERNAL && has_tables(s)) {
+            /* The version stamp (page 1) disagrees with the tables: damage. */
+            rc = fs_err_set(err, FS_ECORRUPT,
+                            "the store database is damaged (its schema version %d does not match "
+                            "its tables); nothing was changed — run 'fieldsync verify' and keep "
+                            "a copy of the folder",
+                            ver);
+        }
         if (rc)
             goto fail;
     }

@@ -12,7 +12,7 @@ store_feed_entries(struct store *s, const unsigned char feed[PROTO_KEY_BYTES], u
     int r;
 
     r = sqlite3_prepare_v2(s->db,
-                           "SELECT seq, hash, entry, sig, content FROM entries"
+                           "SELECT seq, hash, entry, sig, content, content_hash FROM entries"
                            " WHERE feed = ?1 AND seq >= ?2 AND seq <= ?3 ORDER BY seq",
                            -1, &st, NULL);
     if (r != SQLITE_OK)
@@ -24,7 +24,9 @@ store_feed_entries(struct store *s, const unsigned char feed[PROTO_KEY_BYTES], u
         struct store_entry_row e;
 
         if (sqlite3_column_bytes(st, 1) != PROTO_HASH_BYTES ||
-            sqlite3_column_bytes(st, 3) != PROTO_SIG_BYTES) {
+            sqlite3_column_bytes(st, 3) != PROTO_SIG_BYTES ||
+            (sqlite3_column_type(st, 5) != SQLITE_NULL &&
+             sqlite3_column_bytes(st, 5) != PROTO_HASH_BYTES)) {
             sqlite3_finalize(st);
             return fs_err_set(err, FS_ECORRUPT,
                               "the store holds a malformed entry; run 'fieldsync verify'");
@@ -36,6 +38,7 @@ store_feed_entries(struct store *s, const unsigned char feed[PROTO_KEY_BYTES], u
         e.sig = sqlite3_column_blob(st, 3);
         e.content = sqlite3_column_blob(st, 4);
         e.content_len = (size_t)sqlite3_column_bytes(st, 4);
+        e.content_hash = sqlite3_column_blob(st, 5);
         if (cb(ctx, &e)) {
             r = SQLITE_DONE;
             break;

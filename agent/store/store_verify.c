@@ -62,8 +62,8 @@ check_feed(struct verify *v, const unsigned char feed[PROTO_KEY_BYTES], uint64_t
 
     proto_hex_encode(feed, 8, short_feed);
     r = sqlite3_prepare_v2(v->s->db,
-                           "SELECT seq, hash, entry, sig, content, record_id, gen, parent, op"
-                           " FROM entries WHERE feed = ?1 ORDER BY seq",
+                           "SELECT seq, hash, entry, sig, content, record_id, gen, parent, op,"
+                           " content_hash FROM entries WHERE feed = ?1 ORDER BY seq",
                            -1, &st, NULL);
     if (r != SQLITE_OK)
         return store_sqlerr(v->s, r, "checking entries", err);
@@ -110,7 +110,11 @@ check_feed(struct verify *v, const unsigned char feed[PROTO_KEY_BYTES], uint64_t
             sqlite3_column_int(st, 8) != (int)e.op ||
             (e.has_parent ? sqlite3_column_bytes(st, 7) != PROTO_HASH_BYTES ||
                                 memcmp(sqlite3_column_blob(st, 7), e.parent, PROTO_HASH_BYTES)
-                          : sqlite3_column_type(st, 7) != SQLITE_NULL))
+                          : sqlite3_column_type(st, 7) != SQLITE_NULL) ||
+            (e.has_content
+                 ? sqlite3_column_bytes(st, 9) != PROTO_HASH_BYTES ||
+                       memcmp(sqlite3_column_blob(st, 9), e.content_hash, PROTO_HASH_BYTES)
+                 : sqlite3_column_type(st, 9) != SQLITE_NULL))
             problem(v, "feed %s seq %llu: index columns do not match the entry", short_feed,
                     (unsigned long long)seq);
         memcpy(prev, hash, sizeof prev);
@@ -139,22 +143,49 @@ check_feed(struct verify *v, const unsigned char feed[PROTO_KEY_BYTES], uint64_t
     return FS_OK;
 }
 
+/* A records row as bytes, every column a refresh recomputes (all but
+ * last_own_seq, which only grows): 0 when the row is absent. */
+static int
+row_bytes(sqlite3_stmt *cur, struct fs_buf *out)
+{
+    int i, n = sqlite3_column_count(cur);
+
+    fs_buf_reset(out);
+    if (sqlite3_step(cur) != SQLITE_ROW)
+        return 0;
+    for (i = 0; i < n; i++) {
+        int type = sqlite3_column_type(cur, i);
+        const void *p = type == SQLITE_NULL ? NULL : sqlite3_column_blob(cur, i);
+        size_t len = p ? (size_t)sqlite3_column_bytes(cur, i) : 0;
+
+        if (fs_buf_addc(out, (char)type) || fs_buf_add_u32be(out, (uint32_t)len) ||
+            (len && fs_buf_add(out, p, len)))
+            return -1;
+    }
+    return 1;
+}
+
 /* The records view must be what a fresh merge of the entries gives. */
 static enum fs_rc
 check_view(struct verify *v, struct fs_err *err)
 {
     sqlite3_stmt *ids = NULL, *cur = NULL;
+    struct fs_buf before, after;
     enum fs_rc rc = FS_OK;
     int r;
 
+    fs_buf_init(&before, 1u << 20);
+    fs_buf_init(&after, 1u << 20);
     r = sqlite3_prepare_v2(v->s->db,
                            "SELECT id FROM (SELECT DISTINCT record_id AS id FROM entries"
                            " UNION SELECT id FROM records) ORDER BY id",
                            -1, &ids, NULL);
     if (r == SQLITE_OK)
-        r = sqlite3_prepare_v2(v->s->db,
-                               "SELECT state, winner, n_conflicts FROM records WHERE id = ?1", -1,
-                               &cur, NULL);
+        r = sqlite3_prepare_v2(
+            v->s->db,
+            "SELECT state, owner, winner, winner_feed, winner_seq, gen, kind,"
+            " observed_ms, n_conflicts, conflict_revs FROM records WHERE id = ?1",
+            -1, &cur, NULL);
     if (r != SQLITE_OK) {
         rc = store_sqlerr(v->s, r, "checking the records view", err);
         goto out;
@@ -166,41 +197,36 @@ check_view(struct verify *v, struct fs_err *err)
         goto out;
     while ((r = sqlite3_step(ids)) == SQLITE_ROW) {
         char id[PROTO_UUID_LEN + 1];
-        int before_state = 0, after_state = 0, before_n = -1, after_n = -1;
-        unsigned char before_w[PROTO_HASH_BYTES] = {0}, after_w[PROTO_HASH_BYTES] = {0};
+        int had, has;
         struct fs_err e2;
 
         snprintf(id, sizeof id, "%s", (const char *)sqlite3_column_text(ids, 0));
         sqlite3_bind_text(cur, 1, id, -1, SQLITE_TRANSIENT);
-        if (sqlite3_step(cur) == SQLITE_ROW) {
-            before_state = sqlite3_column_int(cur, 0);
-            if (sqlite3_column_bytes(cur, 1) == PROTO_HASH_BYTES)
-                memcpy(before_w, sqlite3_column_blob(cur, 1), PROTO_HASH_BYTES);
-            before_n = sqlite3_column_int(cur, 2);
-        }
+        had = row_bytes(cur, &before);
         sqlite3_reset(cur);
         if (store_record_refresh(v->s, id, NULL, NULL, 0, &e2)) {
             problem(v, "record %s: %s", id, e2.msg);
             continue;
         }
-        if (sqlite3_step(cur) == SQLITE_ROW) {
-            after_state = sqlite3_column_int(cur, 0);
-            if (sqlite3_column_bytes(cur, 1) == PROTO_HASH_BYTES)
-                memcpy(after_w, sqlite3_column_blob(cur, 1), PROTO_HASH_BYTES);
-            after_n = sqlite3_column_int(cur, 2);
-        }
+        has = row_bytes(cur, &after);
         sqlite3_reset(cur);
         sqlite3_clear_bindings(cur);
-        if (before_state != after_state || before_n != after_n ||
-            memcmp(before_w, after_w, sizeof before_w) != 0)
+        if (had < 0 || has < 0) {
+            rc = fs_err_set(err, FS_ENOMEM, "out of memory");
+            break;
+        }
+        if (had != has || before.len != after.len ||
+            (before.len && memcmp(before.data, after.data, before.len) != 0))
             problem(v, "record %s: the records view differs from its entries", id);
     }
-    if (r != SQLITE_DONE)
+    if (!rc && r != SQLITE_DONE)
         problem(v, "records: unreadable (%s)", sqlite3_errstr(r));
     sqlite3_exec(v->s->db, "ROLLBACK TO verify_view; RELEASE verify_view", NULL, NULL, NULL);
 out:
     sqlite3_finalize(ids);
     sqlite3_finalize(cur);
+    fs_buf_release(&before);
+    fs_buf_release(&after);
     return rc;
 }
 

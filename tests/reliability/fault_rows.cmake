@@ -1,4 +1,4 @@
-# Reliability rows 4, 5, 6, 8 and 9 (see ROWS_B.md): power loss, disk full and
+# Reliability rows 4, 5, 6, 8 and 9 (see RELIABILITY.md): power loss, disk full and
 # I/O errors, clock skew, the authorisation table, no secrets in logs. Each
 # prints one line of figures. Quick by default; FS_SOAK=1 in the environment
 # of the test run selects the soak (configure with FS_SOAK=1 too, so that the

@@ -1,4 +1,4 @@
-"""Shared helpers of reliability rows 4-9 (ROWS_B.md): the e2e harness
+"""Shared helpers of reliability rows 4-9 (RELIABILITY.md): the e2e harness
 (fsenv), quick or soak mode, the row's one printed line, the test tools."""
 
 import os
