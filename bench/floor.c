@@ -5,7 +5,7 @@
  *   floor push STORE_DB OUT_DB [BATCH_ENTRIES [BATCH_BYTES]]
  *       The work a push cannot avoid, on one core: the own feed's entries of a
  *       device's store.db are loaded (not timed), then for each batch (as the agent
- *       cuts them): deflate (level 1) and sign the envelope, open it, verify its
+ *       cuts them): deflate (level 4, as the agent) and sign the envelope, open it, verify its
  *       signature, parse its header, inflate, and for every frame: strict entry
  *       parse, Ed25519 verify, content and entry hash, chain check, strict content
  *       parse, and one SQLite insert (WAL, synchronous=FULL, one transaction per
@@ -189,7 +189,8 @@ floor_push(const char *store_db, const char *out_db, size_t batch_entries, size_
     }
     /* The batch signer: any key does (the floor verifies what it signed). */
     proto_keypair(pk, sk);
-    if (proto_batch_enc_new(1, &enc)) {
+    /* The level the agent pushes at (sync_push.c): the same work. */
+    if (proto_batch_enc_new(4, &enc)) {
         fail("out of memory", NULL);
         goto out;
     }

@@ -179,6 +179,28 @@ class CoreTest(TempTestCase):
         self.assertOneLineError(p, 65)
         self.assertIn("line 4", p.err)
         self.assertEqual(self.dev.status()["local_seq"], 0)
+        # Rows are read ahead on a second thread: an error far into a long file
+        # still stops the import at its own line, with the rows read ahead freed.
+        lines = open(RECORDS_1K, encoding="utf-8").read().splitlines()[:400]
+        lines[299] = '{"kind": "interview", "observed_at": "never"}'
+        with open(path, "w", encoding="utf-8") as f:
+            f.write("\n".join(lines) + "\n")
+        p = self.dev.run("import", path)
+        self.assertOneLineError(p, 65)
+        self.assertIn("line 300", p.err)
+        self.assertEqual(self.dev.status()["local_seq"], 0)
+        # And a store-side refusal (an id held with other content) at row 200 of a CSV.
+        csv_path = os.path.join(self.tmp, "bad.csv")
+        first = self.dev.ok("add", "observation", "--note", "held").out.strip()
+        with open(csv_path, "w", encoding="utf-8", newline="") as f:
+            f.write("id,kind,observed_at,note\r\n")
+            for i in range(2, 400):
+                rid = first if i == 200 else ""
+                f.write("%s,observation,2026-11-28T10:00:00+08:00,row %d\r\n" % (rid, i))
+        p = self.dev.run("import", csv_path)
+        self.assertOneLineError(p, 65)
+        self.assertIn("row 200", p.err)
+        self.assertEqual(self.dev.status()["local_seq"], 1)
 
     def test_csv_import(self):
         path = os.path.join(self.tmp, "rows.csv")
