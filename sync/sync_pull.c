@@ -12,6 +12,7 @@
 
 #include "proto_auth.h"
 #include "proto_batch.h"
+#include "proto_content.h"
 #include "proto_json.h"
 #include "sync.h"
 
@@ -101,6 +102,7 @@ out:
 struct verify_job {
     struct store_new_entry *es;
     struct proto_entry *parsed;
+    struct proto_content *contents; /* each entry's content, parsed here */
     unsigned char (*hashes)[PROTO_HASH_BYTES];
     size_t from, to;
     const unsigned char *feed;
@@ -129,6 +131,15 @@ verify_share(void *arg)
         }
         j->rc = proto_entry_verify_full(e->entry, e->entry_len, e->sig, e->content, e->content_len,
                                         ef, 0, &j->parsed[i], j->hashes[i], &j->err);
+        if (!j->rc && e->content_len) {
+            /* Signed is not yet well formed: the content must be a record. */
+            j->rc = proto_content_parse(e->content, e->content_len, &j->contents[i], &j->err);
+            if (j->rc)
+                j->rc = fs_err_set(&j->err, FS_EPROTO, "entry %llu: its content: %s",
+                                   (unsigned long long)j->parsed[i].seq, j->err.msg);
+            else
+                j->es[i].content_parsed = &j->contents[i];
+        }
         if (j->rc) {
             proto_hex_encode(ef, 8, fhex);
             j->rc = fs_err_set(&j->err, FS_EPROTO, "feed %s: %s; nothing of this batch was kept",
@@ -139,13 +150,29 @@ verify_share(void *arg)
     return NULL;
 }
 
+/* Frees what open_pull_batch handed out. */
+static void
+batch_release(struct store_new_entry *es, struct proto_entry *parsed,
+              unsigned char (*hashes)[PROTO_HASH_BYTES], struct proto_content *contents, size_t n)
+{
+    size_t i;
+
+    for (i = 0; es && i < n; i++)
+        if (es[i].content_parsed)
+            proto_content_release(&contents[i]);
+    free(es);
+    free(parsed);
+    free(hashes);
+    free(contents);
+}
+
 /* Every signature is checked here, whatever the server said; a large batch
  * is split over two threads (verification is the floor of a pull). The
  * first failure by position is reported. */
 static enum fs_rc
 verify_all(struct store_new_entry *es, struct proto_entry *parsed,
-           unsigned char (*hashes)[PROTO_HASH_BYTES], size_t n, const unsigned char *feed,
-           struct fs_err *err)
+           unsigned char (*hashes)[PROTO_HASH_BYTES], struct proto_content *contents, size_t n,
+           const unsigned char *feed, struct fs_err *err)
 {
     struct verify_job a, b;
     pthread_t t;
@@ -155,6 +182,7 @@ verify_all(struct store_new_entry *es, struct proto_entry *parsed,
     a.es = es;
     a.parsed = parsed;
     a.hashes = hashes;
+    a.contents = contents;
     a.to = n;
     a.feed = feed;
     b = a;
@@ -185,7 +213,8 @@ static enum fs_rc
 open_pull_batch(const struct sync_resp *r, const unsigned char server_pk[PROTO_KEY_BYTES],
                 const unsigned char *feed, uint64_t from, struct fs_buf *raw,
                 struct store_new_entry **es_out, struct proto_entry **parsed_out,
-                unsigned char (**hashes_out)[PROTO_HASH_BYTES], size_t *n_out, struct fs_err *err)
+                unsigned char (**hashes_out)[PROTO_HASH_BYTES], struct proto_content **contents_out,
+                size_t *n_out, struct fs_err *err)
 {
     struct proto_batch_limits lim;
     struct proto_batch_view v;
@@ -193,6 +222,7 @@ open_pull_batch(const struct sync_resp *r, const unsigned char server_pk[PROTO_K
     struct store_new_entry *es = NULL;
     struct proto_entry *parsed = NULL;
     unsigned char(*hashes)[PROTO_HASH_BYTES] = NULL;
+    struct proto_content *contents = NULL;
     size_t off = 0, i = 0;
     enum fs_rc rc;
 
@@ -210,7 +240,8 @@ open_pull_batch(const struct sync_resp *r, const unsigned char server_pk[PROTO_K
     es = calloc(bh.count ? bh.count : 1, sizeof *es);
     parsed = calloc(bh.count ? bh.count : 1, sizeof *parsed);
     hashes = calloc(bh.count ? bh.count : 1, sizeof *hashes);
-    if (!es || !parsed || !hashes) {
+    contents = calloc(bh.count ? bh.count : 1, sizeof *contents);
+    if (!es || !parsed || !hashes || !contents) {
         rc = fs_err_set(err, FS_ENOMEM, "out of memory");
         goto fail;
     }
@@ -237,7 +268,7 @@ open_pull_batch(const struct sync_resp *r, const unsigned char server_pk[PROTO_K
         rc = fs_err_set(err, FS_EPROTO, "a batch from the server does not match its header");
         goto fail;
     }
-    rc = verify_all(es, parsed, hashes, i, feed, err);
+    rc = verify_all(es, parsed, hashes, contents, i, feed, err);
     if (rc)
         goto fail;
     if (i == 0 || (feed && memcmp(hashes[i - 1], bh.to_hash, PROTO_HASH_BYTES) != 0)) {
@@ -247,66 +278,139 @@ open_pull_batch(const struct sync_resp *r, const unsigned char server_pk[PROTO_K
     *es_out = es;
     *parsed_out = parsed;
     *hashes_out = hashes;
+    *contents_out = contents;
     *n_out = i;
     return FS_OK;
 fail:
-    free(es);
-    free(parsed);
-    free(hashes);
+    batch_release(es, parsed, hashes, contents, i);
     return rc;
 }
 
-/* Fetches feed's entries after what the store holds, up to have. */
+/* One page of a feed, fetched and verified (on its own thread while the
+ * page before is stored: the server and the verification work while SQLite
+ * does). */
+struct page {
+    struct sync_http *h;
+    const unsigned char *server_pk, *feed;
+    char target[200];
+    uint64_t from;
+    struct fs_buf raw; /* the entries of es point into it */
+    struct store_new_entry *es;
+    struct proto_entry *parsed;
+    unsigned char (*hashes)[PROTO_HASH_BYTES];
+    struct proto_content *contents;
+    size_t n; /* 0: nothing more (204) */
+    enum fs_rc rc;
+    struct fs_err err;
+};
+
+static void *
+fetch_page(void *arg)
+{
+    struct page *pg = arg;
+    struct sync_resp r;
+
+    pg->n = 0;
+    pg->rc = sync_http_request(pg->h, "GET", pg->target, NULL, 0, 1, &r, &pg->err);
+    if (pg->rc || r.status == 204) /* 204: the server holds less than its listing said */
+        return NULL;
+    if (r.status != 200) {
+        pg->rc = answer_error(&r, "a pull", &pg->err);
+        return NULL;
+    }
+    pg->rc = open_pull_batch(&r, pg->server_pk, pg->feed, pg->from, &pg->raw, &pg->es, &pg->parsed,
+                             &pg->hashes, &pg->contents, &pg->n, &pg->err);
+    return NULL;
+}
+
+static void
+page_aim(struct page *pg, const char *hex, uint64_t from, size_t limit)
+{
+    pg->from = from;
+    snprintf(pg->target, sizeof pg->target, "/v1/feeds/%s/entries?from=%" PRIu64 "&limit=%zu", hex,
+             from, limit);
+}
+
+static void
+page_drop(struct page *pg)
+{
+    batch_release(pg->es, pg->parsed, pg->hashes, pg->contents, pg->n);
+    pg->es = NULL;
+    pg->parsed = NULL;
+    pg->hashes = NULL;
+    pg->contents = NULL;
+    pg->n = 0;
+}
+
+/* Fetches feed's entries after what the store holds, up to have: page k+1
+ * is fetched and verified while page k is stored. */
 static enum fs_rc
 pull_feed(struct store *s, struct sync_http *h, const unsigned char server_pk[PROTO_KEY_BYTES],
           const unsigned char feed[PROTO_KEY_BYTES], uint64_t have, uint64_t *fetched,
           struct fs_err *err)
 {
     struct store_feed_info fi;
-    struct fs_buf raw;
-    char hex[2 * PROTO_KEY_BYTES + 1], target[200], *v = NULL;
-    size_t page = PULL_LIMIT;
+    struct page pages[2], *cur = &pages[0], *next = &pages[1], *swap;
+    char hex[2 * PROTO_KEY_BYTES + 1], *v = NULL;
+    size_t page = PULL_LIMIT, k;
+    pthread_t t;
     enum fs_rc rc = FS_OK;
 
     /* The page size: a setting, for slow links and for tests. */
     if (store_setting_get(s, "pull_page", &v, err) == FS_OK && v && atoi_ok(v, &page) != 0)
         page = PULL_LIMIT;
     free(v);
-    fs_buf_init(&raw, PROTO_BATCH_MAX_RAW);
+    rc = store_feed_info(s, feed, &fi, err);
+    if (rc || fi.have_seq >= have)
+        return rc;
+    memset(pages, 0, sizeof pages);
+    for (k = 0; k < 2; k++) {
+        pages[k].h = h;
+        pages[k].server_pk = server_pk;
+        pages[k].feed = feed;
+        fs_buf_init(&pages[k].raw, PROTO_BATCH_MAX_RAW);
+    }
     proto_hex_encode(feed, PROTO_KEY_BYTES, hex);
+    page_aim(cur, hex, fi.have_seq + 1, page);
+    fetch_page(cur);
     for (;;) {
-        struct sync_resp r;
-        struct store_new_entry *es = NULL;
-        struct proto_entry *parsed = NULL;
-        unsigned char(*hashes)[PROTO_HASH_BYTES] = NULL;
-        size_t n = 0;
+        int ahead = 0;
 
-        rc = store_feed_info(s, feed, &fi, err);
-        if (rc || fi.have_seq >= have)
-            break;
-        snprintf(target, sizeof target, "/v1/feeds/%s/entries?from=%" PRIu64 "&limit=%zu", hex,
-                 fi.have_seq + 1, page);
-        rc = sync_http_request(h, "GET", target, NULL, 0, 1, &r, err);
-        if (rc)
-            break;
-        if (r.status == 204)
-            break; /* the server holds less than its listing said a moment ago */
-        if (r.status != 200) {
-            rc = answer_error(&r, "a pull", err);
+        if (cur->rc) {
+            *err = cur->err;
+            rc = cur->rc;
             break;
         }
-        rc = open_pull_batch(&r, server_pk, feed, fi.have_seq + 1, &raw, &es, &parsed, &hashes, &n,
-                             err);
+        if (cur->n == 0)
+            break;
+        if (cur->from + cur->n <= have) {
+            page_aim(next, hex, cur->from + cur->n, page);
+            ahead = pthread_create(&t, NULL, fetch_page, next) == 0;
+        }
+        rc = store_feed_append(s, feed, cur->es, cur->n, err);
         if (!rc)
-            rc = store_feed_append(s, feed, es, n, err);
-        free(es);
-        free(parsed);
-        free(hashes);
+            *fetched += cur->n;
+        page_drop(cur);
+        if (ahead)
+            pthread_join(t, NULL);
         if (rc)
             break;
-        *fetched += n;
+        if (!ahead) {
+            /* The last page, or no thread: look again from what is held. */
+            rc = store_feed_info(s, feed, &fi, err);
+            if (rc || fi.have_seq >= have)
+                break;
+            page_aim(next, hex, fi.have_seq + 1, page);
+            fetch_page(next);
+        }
+        swap = cur;
+        cur = next;
+        next = swap;
     }
-    fs_buf_release(&raw);
+    page_drop(&pages[0]);
+    page_drop(&pages[1]);
+    fs_buf_release(&pages[0].raw);
+    fs_buf_release(&pages[1].raw);
     return rc;
 }
 
@@ -397,6 +501,7 @@ sync_corrections(struct store *s, struct sync_http *h, uint64_t *got, struct fs_
         struct store_new_entry *es = NULL;
         struct proto_entry *parsed = NULL;
         unsigned char(*hashes)[PROTO_HASH_BYTES] = NULL;
+        struct proto_content *contents = NULL;
         size_t n = 0, i;
         char next[24];
 
@@ -415,7 +520,7 @@ sync_corrections(struct store *s, struct sync_http *h, uint64_t *got, struct fs_
             break;
         }
         snprintf(next, sizeof next, "%s", r.cursor);
-        rc = open_pull_batch(&r, pk, NULL, 0, &raw, &es, &parsed, &hashes, &n, err);
+        rc = open_pull_batch(&r, pk, NULL, 0, &raw, &es, &parsed, &hashes, &contents, &n, err);
         /* Each correction comes from a coordinator (the server vouches for
          * it by signing the batch); kept one feed at a time. */
         for (i = 0; !rc && i < n; i++) {
@@ -423,9 +528,7 @@ sync_corrections(struct store *s, struct sync_http *h, uint64_t *got, struct fs_
             if (!rc)
                 rc = store_feed_add_sparse(s, parsed[i].feed, &es[i], 1, err);
         }
-        free(es);
-        free(parsed);
-        free(hashes);
+        batch_release(es, parsed, hashes, contents, n);
         if (rc)
             break;
         *got += n;

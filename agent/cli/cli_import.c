@@ -81,6 +81,8 @@ struct reader {
     struct row ring[RING_ROWS];
     unsigned head, tail; /* rows [tail, head) are ready */
     int stop;            /* the storing side gave up: no more rows wanted */
+    int reader_waits;    /* for room */
+    int storer_waits;    /* for a row */
 };
 
 /* Waits for room, then hands one row over; 0 when the reader must stop. */
@@ -90,13 +92,17 @@ hand_over(struct reader *rd, const struct row *r)
     int go;
 
     pthread_mutex_lock(&rd->mu);
-    while (!rd->stop && rd->head - rd->tail == RING_ROWS)
+    while (!rd->stop && rd->head - rd->tail == RING_ROWS) {
+        rd->reader_waits = 1;
         pthread_cond_wait(&rd->cv, &rd->mu);
+    }
+    rd->reader_waits = 0;
     go = !rd->stop;
     if (go) {
         rd->ring[rd->head % RING_ROWS] = *r;
         rd->head++;
-        pthread_cond_broadcast(&rd->cv);
+        if (rd->storer_waits) /* a wake-up per row would cost more than the row */
+            pthread_cond_signal(&rd->cv);
     }
     pthread_mutex_unlock(&rd->mu);
     return go;
@@ -158,11 +164,15 @@ static void
 take_row(struct reader *rd, struct row *out)
 {
     pthread_mutex_lock(&rd->mu);
-    while (rd->head == rd->tail)
+    while (rd->head == rd->tail) {
+        rd->storer_waits = 1;
         pthread_cond_wait(&rd->cv, &rd->mu);
+    }
+    rd->storer_waits = 0;
     *out = rd->ring[rd->tail % RING_ROWS];
     rd->tail++;
-    pthread_cond_broadcast(&rd->cv);
+    if (rd->reader_waits && rd->head - rd->tail <= RING_ROWS / 2)
+        pthread_cond_signal(&rd->cv);
     pthread_mutex_unlock(&rd->mu);
 }
 

@@ -251,6 +251,9 @@ struct store_new_entry {
     const unsigned char *sig;
     const unsigned char *content;
     size_t content_len;
+    /* content, already parsed by the caller (strictly), or NULL: saves a
+     * parse on the single thread that stores */
+    const struct proto_content *content_parsed;
 };
 
 /* Appends a contiguous run of another feed's verified entries in one

@@ -117,6 +117,10 @@ insert_entry(struct store *s, const unsigned char *feed, const struct store_new_
     if (r != SQLITE_DONE)
         return store_sqlerr(s, r, "saving an entry", err);
     /* Attachments of other feeds' records: known, to be downloaded. */
+    if (e->content_parsed)
+        return e->content_parsed->n_attachments
+                   ? store_blob_refs_add(s, e->parsed->record_id, e->content_parsed, 0, err)
+                   : FS_OK;
     if (e->parsed->has_content && e->content_len) {
         struct proto_content c;
 
@@ -129,29 +133,47 @@ insert_entry(struct store *s, const unsigned char *feed, const struct store_new_
     return FS_OK;
 }
 
+struct touched {
+    const char *id;
+    size_t at; /* index in the batch */
+};
+
+/* Record order, then batch order. */
 static int
-id_cmp(const void *a, const void *b)
+by_record(const void *a, const void *b)
 {
-    return strcmp(*(const char *const *)a, *(const char *const *)b);
+    const struct touched *x = a, *y = b;
+    int c = strcmp(x->id, y->id);
+
+    return c ? c : (x->at > y->at) - (x->at < y->at);
 }
 
-/* Refreshes the records view of every record the entries touch, once each. */
+/* Refreshes the records view of every record the entries touch, once each;
+ * the content the caller parsed, of each record's last entry here (usually
+ * the winner), spares the refresh a parse. */
 static enum fs_rc
 refresh_touched(struct store *s, const struct store_new_entry *es, size_t n, struct fs_err *err)
 {
-    const char **ids = malloc((n ? n : 1) * sizeof *ids);
+    struct touched *t = malloc((n ? n : 1) * sizeof *t);
     size_t i;
     enum fs_rc rc = FS_OK;
 
-    if (!ids)
+    if (!t)
         return fs_err_set(err, FS_ENOMEM, "out of memory");
-    for (i = 0; i < n; i++)
-        ids[i] = es[i].parsed->record_id;
-    qsort(ids, n, sizeof *ids, id_cmp);
-    for (i = 0; !rc && i < n; i++)
-        if (i == 0 || strcmp(ids[i], ids[i - 1]) != 0)
-            rc = store_record_refresh(s, ids[i], NULL, NULL, 0, err);
-    free(ids);
+    for (i = 0; i < n; i++) {
+        t[i].id = es[i].parsed->record_id;
+        t[i].at = i;
+    }
+    qsort(t, n, sizeof *t, by_record);
+    for (i = 0; !rc && i < n; i++) {
+        const struct store_new_entry *e = &es[t[i].at];
+
+        if (i + 1 < n && strcmp(t[i].id, t[i + 1].id) == 0)
+            continue; /* not the record's last entry here */
+        rc = store_record_refresh(s, t[i].id, e->content_parsed, e->content_parsed ? e->hash : NULL,
+                                  0, err);
+    }
+    free(t);
     return rc;
 }
 
