@@ -1015,7 +1015,7 @@ METHOD = [
     "**push**: a copy of a store holding the records, enrolled with a fresh "
     "`fieldsync-server`; the wall time of `fieldsync sync` (it execs fieldsync-remote: GET "
     "head, POST batches of up to 5,000 entries, receipts, corrections). The floor is "
-    "`bench/floor push` on the same entries, one core: deflate (level 1) and sign the "
+    "`bench/floor push` on the same entries, one core: deflate (level 4, as the agent) and sign the "
     "batches as the agent cuts them, open, verify the batch signature, parse the header, "
     "inflate, and for each entry strict parse (proto_entry_parse), Ed25519 verify, content "
     "and entry hash, chain check, strict content parse (proto_content_parse), and a SQLite "
