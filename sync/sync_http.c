@@ -331,6 +331,39 @@ setup(struct sync_http *h, const char *url, char *errbuf)
         curl_easy_setopt(h->curl, CURLOPT_CAINFO, h->cacert);
 }
 
+/* A request signature's caller, time (on the server's clock) and nonce. */
+static void
+auth_start(const struct sync_http *h, struct proto_req_auth *a)
+{
+    memcpy(a->feed, h->feed, PROTO_KEY_BYTES);
+    a->ts = (int64_t)time(NULL) + h->clock_offset_s;
+    randombytes_buf(a->nonce, sizeof a->nonce);
+}
+
+/* The "Authorization:" header line of a signed request. */
+static void
+auth_line(const struct proto_req_auth *a, char line[PROTO_AUTH_HEADER_MAX + 32])
+{
+    char value[PROTO_AUTH_HEADER_MAX];
+
+    proto_req_auth_format(a, value);
+    snprintf(line, PROTO_AUTH_HEADER_MAX + 32, "Authorization: %s", value);
+}
+
+/* What a finished transfer answered, into out (valid until the next request). */
+static void
+take_answer(struct sync_http *h, struct sync_resp *out)
+{
+    h->connected = 1;
+    curl_easy_getinfo(h->curl, CURLINFO_RESPONSE_CODE, &out->status);
+    out->body = h->answer.data ? h->answer.data : (const unsigned char *)"";
+    out->len = h->answer.len;
+    out->retry_after_s = h->retry_after;
+    out->cursor = h->cursor[0] ? h->cursor : NULL;
+    out->upload_offset = h->upload_offset;
+    out->complete = h->complete;
+}
+
 static enum fs_rc
 request_once(struct sync_http *h, const char *method, const char *target, const void *body,
              size_t body_len, int sign, struct sync_resp *out, struct fs_err *err)
@@ -338,7 +371,6 @@ request_once(struct sync_http *h, const char *method, const char *target, const 
     struct curl_slist *hdrs = NULL;
     char url[4096], auth[PROTO_AUTH_HEADER_MAX + 32], errbuf[CURL_ERROR_SIZE] = "";
     CURLcode cc;
-    enum fs_rc rc = FS_OK;
 
     if (snprintf(url, sizeof url, "%s%s", h->base, target) >= (int)sizeof url)
         return fs_err_set(err, FS_EINTERNAL, "URL too long");
@@ -360,18 +392,14 @@ request_once(struct sync_http *h, const char *method, const char *target, const 
     }
     if (sign) {
         struct proto_req_auth a;
-        char value[PROTO_AUTH_HEADER_MAX];
 
         if (!h->pinned || !h->sk) {
             curl_slist_free_all(hdrs);
             return fs_err_set(err, FS_EAUTH, "this device is not enrolled");
         }
-        memcpy(a.feed, h->feed, PROTO_KEY_BYTES);
-        a.ts = (int64_t)time(NULL) + h->clock_offset_s;
-        randombytes_buf(a.nonce, sizeof a.nonce);
+        auth_start(h, &a);
         proto_req_sign(&a, method, target, body, body ? body_len : 0, h->server_pk, h->sk);
-        proto_req_auth_format(&a, value);
-        snprintf(auth, sizeof auth, "Authorization: %s", value);
+        auth_line(&a, auth);
         hdrs = curl_slist_append(hdrs, auth);
     }
     if (!hdrs) {
@@ -382,15 +410,8 @@ request_once(struct sync_http *h, const char *method, const char *target, const 
     curl_slist_free_all(hdrs);
     if (cc != CURLE_OK)
         return transport_error(h, cc, errbuf, err);
-    h->connected = 1;
-    curl_easy_getinfo(h->curl, CURLINFO_RESPONSE_CODE, &out->status);
-    out->body = h->answer.data ? h->answer.data : (const unsigned char *)"";
-    out->len = h->answer.len;
-    out->retry_after_s = h->retry_after;
-    out->cursor = h->cursor[0] ? h->cursor : NULL;
-    out->upload_offset = h->upload_offset;
-    out->complete = h->complete;
-    return rc;
+    take_answer(h, out);
+    return FS_OK;
 }
 
 /* ---- streaming: blob chunks up, blobs down ---------------------------------------- */
@@ -477,8 +498,7 @@ sync_http_patch_chunk(struct sync_http *h, const char *target, int fd, uint64_t 
 {
     struct curl_slist *hdrs = NULL;
     struct proto_req_auth a;
-    char url[4096], auth[PROTO_AUTH_HEADER_MAX + 32], value[PROTO_AUTH_HEADER_MAX], off[48],
-        errbuf[CURL_ERROR_SIZE] = "";
+    char url[4096], auth[PROTO_AUTH_HEADER_MAX + 32], off[48], errbuf[CURL_ERROR_SIZE] = "";
     CURLcode cc;
 
     memset(out, 0, sizeof *out);
@@ -487,12 +507,9 @@ sync_http_patch_chunk(struct sync_http *h, const char *target, int fd, uint64_t 
     if (snprintf(url, sizeof url, "%s%s", h->base, target) >= (int)sizeof url)
         return fs_err_set(err, FS_EINTERNAL, "URL too long");
     setup(h, url, errbuf);
-    memcpy(a.feed, h->feed, PROTO_KEY_BYTES);
-    a.ts = (int64_t)time(NULL) + h->clock_offset_s;
-    randombytes_buf(a.nonce, sizeof a.nonce);
+    auth_start(h, &a);
     proto_req_sign_chunk(&a, "PATCH", target, offset, length, h->server_pk, h->sk);
-    proto_req_auth_format(&a, value);
-    snprintf(auth, sizeof auth, "Authorization: %s", value);
+    auth_line(&a, auth);
     snprintf(off, sizeof off, "Upload-Offset: %llu", (unsigned long long)offset);
     hdrs = curl_slist_append(hdrs, "Expect:");
     hdrs = curl_slist_append(hdrs, "Content-Type: application/offset+octet-stream");
@@ -520,13 +537,7 @@ sync_http_patch_chunk(struct sync_http *h, const char *target, int fd, uint64_t 
         return fs_err_set(err, FS_EIO, "cannot read the attachment's file");
     if (cc != CURLE_OK)
         return transport_error(h, cc, errbuf, err);
-    h->connected = 1;
-    curl_easy_getinfo(h->curl, CURLINFO_RESPONSE_CODE, &out->status);
-    out->body = h->answer.data ? h->answer.data : (const unsigned char *)"";
-    out->len = h->answer.len;
-    out->retry_after_s = h->retry_after;
-    out->upload_offset = h->upload_offset;
-    out->complete = h->complete;
+    take_answer(h, out);
     if (is_replay(out))
         return replay_error(err); /* the next try asks the offset again */
     return FS_OK;
@@ -538,8 +549,7 @@ sync_http_download(struct sync_http *h, const char *target, int fd, uint64_t fro
 {
     struct curl_slist *hdrs = NULL;
     struct proto_req_auth a;
-    char url[4096], auth[PROTO_AUTH_HEADER_MAX + 32], value[PROTO_AUTH_HEADER_MAX], range[64],
-        errbuf[CURL_ERROR_SIZE] = "";
+    char url[4096], auth[PROTO_AUTH_HEADER_MAX + 32], range[64], errbuf[CURL_ERROR_SIZE] = "";
     CURLcode cc;
 
     memset(out, 0, sizeof *out);
@@ -548,12 +558,9 @@ sync_http_download(struct sync_http *h, const char *target, int fd, uint64_t fro
     if (snprintf(url, sizeof url, "%s%s", h->base, target) >= (int)sizeof url)
         return fs_err_set(err, FS_EINTERNAL, "URL too long");
     setup(h, url, errbuf);
-    memcpy(a.feed, h->feed, PROTO_KEY_BYTES);
-    a.ts = (int64_t)time(NULL) + h->clock_offset_s;
-    randombytes_buf(a.nonce, sizeof a.nonce);
+    auth_start(h, &a);
     proto_req_sign(&a, "GET", target, NULL, 0, h->server_pk, h->sk);
-    proto_req_auth_format(&a, value);
-    snprintf(auth, sizeof auth, "Authorization: %s", value);
+    auth_line(&a, auth);
     snprintf(range, sizeof range, "Range: bytes=%llu-", (unsigned long long)from);
     hdrs = curl_slist_append(hdrs, auth);
     hdrs = curl_slist_append(hdrs, range);
@@ -575,11 +582,7 @@ sync_http_download(struct sync_http *h, const char *target, int fd, uint64_t fro
         return fs_err_set(err, FS_EIO, "cannot write the downloaded file");
     if (cc != CURLE_OK)
         return transport_error(h, cc, errbuf, err);
-    h->connected = 1;
-    curl_easy_getinfo(h->curl, CURLINFO_RESPONSE_CODE, &out->status);
-    out->body = h->answer.data ? h->answer.data : (const unsigned char *)"";
-    out->len = h->answer.len;
-    out->retry_after_s = h->retry_after;
+    take_answer(h, out);
     if (is_replay(out))
         return replay_error(err); /* the next try resumes from what is on disk */
     return FS_OK;
