@@ -828,6 +828,18 @@ retry_later(struct daemon *d)
     FS_LOG(d->log, FS_LOG_INFO, "retry in %" PRIu64 " ms (cap %" PRIu64 " ms)", delay, cap);
 }
 
+/* A refusal or a damaged store: neither heals by waiting, so it is said once,
+ * not at every backoff, until SIGHUP or a restart. */
+static void
+stop_retries(struct daemon *d, const struct outcome *oc)
+{
+    d->reach = oc->rc == FS_EAUTH ? 2 : 3;
+    d->phase = P_STOPPED;
+    FS_LOG(d->log, FS_LOG_ERR,
+           "%s; no more retries until SIGHUP or a restart ('systemctl --user reload fieldsyncd')",
+           oc->msg);
+}
+
 static int
 parse_outcome(const char *line, struct outcome *oc)
 {
@@ -881,6 +893,10 @@ finish_run(struct daemon *d, const struct outcome *oc)
         announce_wait(d, P_NO_STORE, oc->msg);
         break;
     case K_NOT_READY:
+        if (oc->rc == FS_ECORRUPT) {
+            stop_retries(d, oc); /* a store that opens damaged */
+            break;
+        }
         d->phase = P_NO_STORE;
         announce_wait(d, P_NO_STORE, oc->msg);
         break;
@@ -903,13 +919,7 @@ finish_run(struct daemon *d, const struct outcome *oc)
             if (oc->pending_after > 0)
                 schedule(d, 0);
         } else if (oc->rc == FS_EAUTH || oc->rc == FS_ECORRUPT) {
-            /* Neither heals by waiting: say it once, not at every backoff. */
-            d->reach = oc->rc == FS_EAUTH ? 2 : 3;
-            d->phase = P_STOPPED;
-            FS_LOG(d->log, FS_LOG_ERR,
-                   "%s; no more retries until SIGHUP or a restart "
-                   "('systemctl --user reload fieldsyncd')",
-                   oc->msg);
+            stop_retries(d, oc);
         } else {
             d->reach = oc->rc == FS_ENET ? 0 : 1;
             FS_LOG(d->log, oc->rc == FS_ENET || oc->rc == FS_EAGAIN ? FS_LOG_NOTICE : FS_LOG_ERR,
