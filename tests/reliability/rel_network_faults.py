@@ -265,14 +265,36 @@ class LostAnswerTest(TempTestCase):
         self.assertEqual(ServerDb(server).have(feed_of(dev)), 1)
 
 
+class CutAnswerTest(TempTestCase):
+    """Another finding of this row, made exact: the answer to a push is cut half way on
+    a reused connection (libcurl reports no connect time for a reused connection). The
+    server was reached: that is a cut to retry within the run (sync exits 0), not "cannot
+    reach the server" (69), which skipped the retry."""
+
+    def test_push_answer_cut_on_a_reused_connection(self):
+        server = Server(self.tmp).start()
+        self.addCleanup(server.stop)
+        dev = enrolled_device(self.tmp, server)
+        dev.add("interview", "--note", "one")
+        relay = OneLostAnswer(server.port, b"POST /v1/feeds/", partial=True)
+        self.addCleanup(relay.close)
+        set_server_url(dev, "http://127.0.0.1:%d" % relay.port)
+        p = dev.run("sync")
+        self.assertTrue(relay.dropped, "the relay never cut an answer")
+        self.assertEqual(p.returncode, 0, p.err)
+        self.assertEqual(ServerDb(server).have(feed_of(dev)), 1)
+
+
 class OneLostAnswer:
     """A relay that forwards HTTP/1.1 requests one at a time and, once, drops the answer
-    to the first request whose line contains `marker` on a reused connection (RST)."""
+    to the first request whose line contains `marker` on a reused connection (RST) — or,
+    with partial, sends half of it first."""
 
-    def __init__(self, target_port, marker):
+    def __init__(self, target_port, marker, partial=False):
         import socket
         self.target_port = target_port
         self.marker = marker
+        self.partial = partial
         self.dropped = False
         self.sock = socket.socket()
         self.sock.bind(("127.0.0.1", 0))
@@ -329,6 +351,8 @@ class OneLostAnswer:
                     return
                 if n > 1 and not self.dropped and self.marker in req.split(b"\r\n")[0]:
                     self.dropped = True
+                    if self.partial:
+                        c.sendall(ans[:len(ans) // 2])
                     c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
                     return
                 c.sendall(ans)
