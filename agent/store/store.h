@@ -77,6 +77,13 @@ void store_rollback(struct store *s);
 FS_WUR enum fs_rc store_record_create(struct store *s, const struct proto_content *c,
                                       const char *id, char id_out[PROTO_UUID_LEN + 1],
                                       struct fs_err *err);
+/* The same, for content the caller has checked (proto_content_check) and
+ * encoded (proto_content_encode, bytes/len): import does both on its reading
+ * thread. */
+FS_WUR enum fs_rc store_record_create_encoded(struct store *s, const struct proto_content *c,
+                                              const unsigned char *bytes, size_t len,
+                                              const char *id, char id_out[PROTO_UUID_LEN + 1],
+                                              struct fs_err *err);
 /* Appends a revision of record id whose parent is the current winner.
  * FS_ENOTFOUND for an unknown id; FS_EINVAL for a deleted or contested one;
  * FS_EAUTH when this feed may not revise it (not the owner, not a coordinator). */

@@ -354,10 +354,7 @@ enum fs_rc
 store_record_create(struct store *s, const struct proto_content *c, const char *id,
                     char id_out[PROTO_UUID_LEN + 1], struct fs_err *err)
 {
-    char nid[PROTO_UUID_LEN + 1];
-    struct rev_set rs;
     enum fs_rc rc;
-    int own;
 
     rc = proto_content_check(c, err);
     if (rc)
@@ -367,6 +364,19 @@ store_record_create(struct store *s, const struct proto_content *c, const char *
     if (rc)
         return fs_err_set(err, rc == FS_ETOOBIG ? FS_EINVAL : rc,
                           "the record is larger than %u bytes", PROTO_CONTENT_MAX_BYTES);
+    return store_record_create_encoded(s, c, s->cbuf.data, s->cbuf.len, id, id_out, err);
+}
+
+enum fs_rc
+store_record_create_encoded(struct store *s, const struct proto_content *c,
+                            const unsigned char *bytes, size_t len, const char *id,
+                            char id_out[PROTO_UUID_LEN + 1], struct fs_err *err)
+{
+    char nid[PROTO_UUID_LEN + 1];
+    struct rev_set rs;
+    enum fs_rc rc;
+    int own;
+
     if (id) {
         if (proto_uuid_check(id, strlen(id)))
             return fs_err_set(err, FS_EINVAL, "record id is not a lowercase UUIDv7");
@@ -387,7 +397,7 @@ store_record_create(struct store *s, const struct proto_content *c, const char *
         if (rc)
             goto out;
     }
-    rc = append_own(s, PROTO_OP_PUT, nid, 1, NULL, s->cbuf.data, s->cbuf.len, c, err);
+    rc = append_own(s, PROTO_OP_PUT, nid, 1, NULL, bytes, len, c, err);
 out:
     rc = op_end(s, own, rc, err);
     if (!rc)
