@@ -111,11 +111,15 @@ srv_export(struct srv *s, struct srv_db *db, const struct srv_req *rq, const cha
         }
         p.has_since = 1;
     }
-    rc = proto_field_set_new(&p.fields);
-    if (!rc) {
-        rc = s->ops->records_each(db, project, collect, &p, &err);
-        if (!rc)
-            rc = p.rc;
+    /* Pass 1, the field set: JSON Lines need none. */
+    rc = FS_OK;
+    if (o.format != PROTO_EXPORT_JSONL) {
+        rc = proto_field_set_new(&p.fields);
+        if (!rc) {
+            rc = s->ops->records_each(db, project, collect, &p, &err);
+            if (!rc)
+                rc = p.rc;
+        }
     }
     fs_buf_reset(&rs->body);
     if (!rc)

@@ -177,17 +177,21 @@ cmd_export(struct cli *cli, const struct cli_cmd *cmd, int argc, char **argv)
         }
         f.has_since = 1;
     }
-    rc = proto_field_set_new(&p.fields);
-    if (rc) {
-        code = cli_fail(fs_err_set(&err, rc, "out of memory"), &err);
-        goto out;
-    }
-    rc = store_records_each(cli->store, &f, collect, &p, &err);
-    if (!rc && p.rc)
-        rc = p.rc;
-    if (rc) {
-        code = cli_fail(rc, &err);
-        goto out;
+    /* Pass 1, the field set (CSV columns, GeoJSON properties); JSON Lines
+     * write each record's own fields and need none. */
+    if (o.format != PROTO_EXPORT_JSONL) {
+        rc = proto_field_set_new(&p.fields);
+        if (rc) {
+            code = cli_fail(fs_err_set(&err, rc, "out of memory"), &err);
+            goto out;
+        }
+        rc = store_records_each(cli->store, &f, collect, &p, &err);
+        if (!rc && p.rc)
+            rc = p.rc;
+        if (rc) {
+            code = cli_fail(rc, &err);
+            goto out;
+        }
     }
     out = cli_arg(&a, X_OUT);
     if (out && strcmp(out, "-") != 0) {

@@ -34,6 +34,7 @@ static const char *const stmt_sql[ST_COUNT] = {
         " last_own_seq = max(last_own_seq, excluded.last_own_seq),"
         " conflict_revs = excluded.conflict_revs",
     [ST_ENTRY_CONTENT] = "SELECT content FROM entries WHERE feed = ?1 AND seq = ?2",
+    [ST_ENTRY_HASH] = "SELECT hash FROM entries WHERE feed = ?1 AND seq = ?2",
     [ST_RECORD_GET] = "SELECT r.id, r.state, r.owner, r.winner, r.gen, r.kind, r.observed_ms,"
                       " r.n_conflicts, r.last_own_seq, e.content, r.conflict_revs,"
                       " " STORE_BLOBS_WAITING " FROM records r LEFT JOIN entries e"

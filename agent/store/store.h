@@ -208,10 +208,6 @@ typedef int (*store_entry_cb)(void *ctx, const struct store_entry_row *e);
 FS_WUR enum fs_rc store_feed_entries(struct store *s, const unsigned char feed[PROTO_KEY_BYTES],
                                      uint64_t from, uint64_t to, store_entry_cb cb, void *ctx,
                                      struct fs_err *err);
-/* The hash of feed's entry at seq; FS_ENOTFOUND when not held. */
-FS_WUR enum fs_rc store_entry_hash(struct store *s, const unsigned char feed[PROTO_KEY_BYTES],
-                                   uint64_t seq, unsigned char out[PROTO_HASH_BYTES],
-                                   struct fs_err *err);
 
 /* The best receipt the server signed for feed (have_seq 0 when none). */
 struct store_receipt {

@@ -68,21 +68,22 @@ static int
 held_hash(struct store *s, const unsigned char *feed, uint64_t seq,
           unsigned char out[PROTO_HASH_BYTES], int *sqlrc)
 {
-    sqlite3_stmt *st = NULL;
+    sqlite3_stmt *st;
+    struct fs_err ignored;
     int r, found = 0;
 
-    r = sqlite3_prepare_v2(s->db, "SELECT hash FROM entries WHERE feed = ?1 AND seq = ?2", -1, &st,
-                           NULL);
-    if (r == SQLITE_OK) {
-        sqlite3_bind_blob(st, 1, feed, PROTO_KEY_BYTES, SQLITE_STATIC);
-        sqlite3_bind_int64(st, 2, (sqlite3_int64)seq);
-        r = sqlite3_step(st);
+    if (store_stmt(s, ST_ENTRY_HASH, &st, &ignored)) {
+        *sqlrc = sqlite3_errcode(s->db);
+        return 0;
     }
+    sqlite3_bind_blob(st, 1, feed, PROTO_KEY_BYTES, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, (sqlite3_int64)seq);
+    r = sqlite3_step(st);
     if (r == SQLITE_ROW && sqlite3_column_bytes(st, 0) == PROTO_HASH_BYTES) {
         memcpy(out, sqlite3_column_blob(st, 0), PROTO_HASH_BYTES);
         found = 1;
     }
-    sqlite3_finalize(st);
+    sqlite3_reset(st);
     *sqlrc = (r == SQLITE_ROW || r == SQLITE_DONE) ? SQLITE_OK : r;
     return found;
 }

@@ -24,6 +24,7 @@ enum store_stmt {
     ST_RECORD_REVS,
     ST_RECORD_UPSERT,
     ST_ENTRY_CONTENT,
+    ST_ENTRY_HASH,
     ST_RECORD_GET,
     ST_COUNT
 };

@@ -49,28 +49,6 @@ store_feed_entries(struct store *s, const unsigned char feed[PROTO_KEY_BYTES], u
 }
 
 enum fs_rc
-store_entry_hash(struct store *s, const unsigned char feed[PROTO_KEY_BYTES], uint64_t seq,
-                 unsigned char out[PROTO_HASH_BYTES], struct fs_err *err)
-{
-    sqlite3_stmt *st = NULL;
-    int r;
-
-    r = sqlite3_prepare_v2(s->db, "SELECT hash FROM entries WHERE feed = ?1 AND seq = ?2", -1, &st,
-                           NULL);
-    if (r == SQLITE_OK) {
-        sqlite3_bind_blob(st, 1, feed, PROTO_KEY_BYTES, SQLITE_STATIC);
-        sqlite3_bind_int64(st, 2, (sqlite3_int64)seq);
-        r = sqlite3_step(st);
-    }
-    if (r == SQLITE_ROW && sqlite3_column_bytes(st, 0) == PROTO_HASH_BYTES)
-        memcpy(out, sqlite3_column_blob(st, 0), PROTO_HASH_BYTES);
-    sqlite3_finalize(st);
-    if (r == SQLITE_DONE)
-        return fs_err_set(err, FS_ENOTFOUND, "no entry %llu here", (unsigned long long)seq);
-    return r == SQLITE_ROW ? FS_OK : store_sqlerr(s, r, "reading an entry", err);
-}
-
-enum fs_rc
 store_receipt_get(struct store *s, const unsigned char feed[PROTO_KEY_BYTES],
                   struct store_receipt *out, struct fs_err *err)
 {
