@@ -44,7 +44,7 @@ check_intact(const struct store_entry_row *e, uint64_t want_seq, struct fs_err *
             if (!e->content_hash) {
                 what = "its content is not indexed";
             } else {
-                crypto_generichash(hash, PROTO_HASH_BYTES, e->content, e->content_len, NULL, 0);
+                proto_hash(e->content, e->content_len, hash);
                 if (sodium_memcmp(hash, e->content_hash, PROTO_HASH_BYTES) != 0)
                     what = "its content differs from its hash";
                 else
