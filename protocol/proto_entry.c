@@ -77,6 +77,50 @@ proto_entry_encode(const struct proto_entry *e, struct fs_buf *b)
     return rc;
 }
 
+enum fs_rc
+proto_entry_peek_link(const void *bytes, size_t len, uint64_t *seq, int *has_prev,
+                      unsigned char prev[PROTO_HASH_BYTES])
+{
+    static const char head[] = "{\"v\":1,\"feed\":\"";
+    static const char mid[] = "\",\"seq\":";
+    static const char tail[] = ",\"prev\":";
+    const char *p = bytes, *end = p + len;
+    uint64_t n = 0;
+    int digits = 0;
+
+    if (len < sizeof head - 1 || memcmp(p, head, sizeof head - 1) != 0)
+        return FS_EINVAL;
+    p += sizeof head - 1;
+    if ((size_t)(end - p) < 2 * PROTO_KEY_BYTES + sizeof mid - 1)
+        return FS_EINVAL;
+    p += 2 * PROTO_KEY_BYTES;
+    if (memcmp(p, mid, sizeof mid - 1) != 0)
+        return FS_EINVAL;
+    p += sizeof mid - 1;
+    while (p < end && *p >= '0' && *p <= '9' && digits < 16) {
+        if (digits == 0 && *p == '0')
+            return FS_EINVAL; /* canonical integers have no leading zero */
+        n = n * 10 + (uint64_t)(*p++ - '0');
+        digits++;
+    }
+    if (digits == 0 || n > PROTO_MAX_SAFE_INT || (size_t)(end - p) < sizeof tail - 1 ||
+        memcmp(p, tail, sizeof tail - 1) != 0)
+        return FS_EINVAL;
+    p += sizeof tail - 1;
+    if ((size_t)(end - p) >= 4 && memcmp(p, "null", 4) == 0) {
+        *has_prev = 0;
+        memset(prev, 0, PROTO_HASH_BYTES);
+    } else if ((size_t)(end - p) >= 2 + 2 * PROTO_HASH_BYTES && p[0] == '"' &&
+               p[1 + 2 * PROTO_HASH_BYTES] == '"' &&
+               proto_hex_decode(p + 1, 2 * PROTO_HASH_BYTES, prev, PROTO_HASH_BYTES) == FS_OK) {
+        *has_prev = 1;
+    } else {
+        return FS_EINVAL;
+    }
+    *seq = n;
+    return FS_OK;
+}
+
 static const char *const entry_keys[] = {"v",  "feed",   "seq",     "prev", "at",
                                          "op", "record", "content", NULL};
 static const char *const entry_req_put[] = {"v",  "feed",   "seq",     "prev", "at",

@@ -42,6 +42,14 @@ FS_WUR enum fs_rc proto_entry_encode(const struct proto_entry *e, struct fs_buf 
 FS_WUR enum fs_rc proto_entry_parse(const void *bytes, size_t len,
                                     struct proto_entry *out /* OUT */, struct fs_err *err);
 
+/* Reads seq and prev from the fixed prefix of bytes that proto_entry_encode
+ * wrote ({"v":1,"feed":"…","seq":N,"prev":…), without parsing the rest. Only
+ * for bytes already known to be this encoder's (a store's own entry whose hash
+ * checks): anything else is FS_EINVAL, never a guess. */
+FS_WUR enum fs_rc proto_entry_peek_link(const void *bytes, size_t len, uint64_t *seq /* OUT */,
+                                        int *has_prev /* OUT */,
+                                        unsigned char prev[PROTO_HASH_BYTES] /* OUT */);
+
 /* sig = Ed25519(sk, "fieldsync-entry-v1\0" ‖ bytes). */
 void proto_entry_sign(const void *bytes, size_t len, const unsigned char sk[PROTO_SECRET_BYTES],
                       unsigned char sig[PROTO_SIG_BYTES]);

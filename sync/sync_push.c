@@ -29,10 +29,13 @@
  * content_hash column, written from the entry in the same transaction). The
  * server verifies every signature anyway. */
 static enum fs_rc
-check_intact(const struct store_entry_row *e, uint64_t want_seq, struct fs_err *err)
+check_intact(const struct store_entry_row *e, uint64_t want_seq, const unsigned char *link,
+             struct fs_err *err)
 {
-    unsigned char hash[PROTO_HASH_BYTES];
+    unsigned char hash[PROTO_HASH_BYTES], prev[PROTO_HASH_BYTES];
     const char *what;
+    uint64_t seq = 0;
+    int has_prev = 0;
 
     if (e->seq != want_seq || !e->entry) {
         what = "it is missing";
@@ -40,6 +43,14 @@ check_intact(const struct store_entry_row *e, uint64_t want_seq, struct fs_err *
         proto_entry_hash(e->entry, e->entry_len, e->sig, hash);
         if (sodium_memcmp(hash, e->hash, PROTO_HASH_BYTES) != 0) {
             what = "its bytes differ from its hash";
+        } else if (proto_entry_peek_link(e->entry, e->entry_len, &seq, &has_prev, prev) ||
+                   seq != want_seq) {
+            /* An intact row in the wrong place: a damaged index. */
+            what = "another entry is stored in its place";
+        } else if (link && (!has_prev || sodium_memcmp(prev, link, PROTO_HASH_BYTES) != 0)) {
+            what = "it does not follow the entry before it";
+        } else if (!link && has_prev != (want_seq > 1)) {
+            what = "it does not follow the entry before it";
         } else if (e->content && e->content_len) {
             if (!e->content_hash) {
                 what = "its content is not indexed";
@@ -65,8 +76,10 @@ check_intact(const struct store_entry_row *e, uint64_t want_seq, struct fs_err *
 struct batch_fill {
     struct proto_batch_enc *enc;
     size_t max_bytes, max_entries;
-    uint64_t next_seq; /* the seq the next row must have */
-    int full;          /* the batch stopped the walk: it is as large as allowed */
+    uint64_t next_seq;                    /* the seq the next row must have */
+    int has_link;                         /* 0 before the first entry of the feed */
+    unsigned char link[PROTO_HASH_BYTES]; /* the hash its prev must name */
+    int full; /* the batch stopped the walk: it is as large as allowed */
     uint64_t last_seq;
     unsigned char last_hash[PROTO_HASH_BYTES];
     enum fs_rc rc;
@@ -85,10 +98,12 @@ add_frame(void *ctx, const struct store_entry_row *e)
         bf->full = 1;
         return 1;
     }
-    bf->rc = check_intact(e, bf->next_seq, bf->err);
+    bf->rc = check_intact(e, bf->next_seq, bf->has_link ? bf->link : NULL, bf->err);
     if (bf->rc)
         return 1;
     bf->next_seq++;
+    bf->has_link = 1;
+    memcpy(bf->link, e->hash, PROTO_HASH_BYTES);
     bf->rc =
         proto_batch_enc_add(bf->enc, e->entry, e->entry_len, e->sig, e->content, e->content_len);
     if (bf->rc == FS_ETOOBIG && proto_batch_enc_count(bf->enc) > 0) {
@@ -154,7 +169,7 @@ take_one(void *ctx, const struct store_entry_row *e)
     struct one_entry *o = ctx;
 
     o->seen = 1;
-    o->rc = check_intact(e, o->seq, o->err);
+    o->rc = check_intact(e, o->seq, NULL, o->err);
     if (!o->rc)
         memcpy(o->hash, e->hash, PROTO_HASH_BYTES);
     return 1;
@@ -177,7 +192,7 @@ intact_hash(struct store *s, uint64_t seq, unsigned char out[PROTO_HASH_BYTES], 
         return rc;
     if (!o.seen) {
         memset(&none, 0, sizeof none);
-        return check_intact(&none, seq, err); /* "missing" */
+        return check_intact(&none, seq, NULL, err); /* "missing" */
     }
     if (!o.rc)
         memcpy(out, o.hash, PROTO_HASH_BYTES);
@@ -340,6 +355,13 @@ sync_push(struct store *s, struct sync_http *h, sync_progress_cb progress, void 
         bf.max_bytes = max_bytes;
         bf.next_seq = next;
         bf.err = err;
+        if (next > 1) {
+            /* The first entry sent must name the one the server holds before it. */
+            rc = intact_hash(s, next - 1, bf.link, err);
+            if (rc)
+                goto out;
+            bf.has_link = 1;
+        }
         rc = store_feed_entries(s, feed, next, st.local_seq, add_frame, &bf, err);
         if (!rc)
             rc = bf.rc;
@@ -350,7 +372,7 @@ sync_push(struct store *s, struct sync_http *h, sync_progress_cb progress, void 
             struct store_entry_row none;
 
             memset(&none, 0, sizeof none);
-            rc = check_intact(&none, bf.next_seq, err);
+            rc = check_intact(&none, bf.next_seq, NULL, err);
             goto out;
         }
         memset(&bh, 0, sizeof bh);

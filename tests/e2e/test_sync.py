@@ -263,6 +263,51 @@ class SyncTest(TempTestCase):
         self.assertEqual(row["fork_seq"], 3)
         self.assertEqual(row["have_seq"], 3)
 
+    def test_rows_out_of_place_are_never_sent(self):
+        """A damaged index can hand back rows that are each intact (bytes match their
+        hash) but are not the entry at that seq, or do not chain: push checks the seq
+        written in the entry and its prev against the entry before, and sends nothing."""
+        dev = enrolled_device(self.tmp, self.server)
+        for i in range(4):
+            dev.add("interview", "--note", "synced %d" % i)
+        dev.ok("sync")
+        other = Device(self.tmp, "other")
+        shutil.copytree(dev.home, other.home)
+        for i in range(3):
+            dev.add("interview", "--note", "waiting %d" % i)  # seq 5..7
+        other.add("interview", "--note", "another branch")  # its own seq 5
+        cols = "hash, entry, sig, content, record_id, gen, parent, op, content_hash"
+
+        def damaged(name, *sql):
+            d = Device(self.tmp, name)
+            shutil.copytree(dev.home, d.home)
+            db = d.db()
+            db.execute("ATTACH ? AS other", (os.path.join(other.home, "store.db"),))
+            for q in sql:
+                db.execute(q)
+            db.commit()
+            db.close()
+            return d
+
+        swapped = damaged("swapped", "UPDATE entries SET seq = 1000 WHERE seq = 6",
+                          "UPDATE entries SET seq = 6 WHERE seq = 7",
+                          "UPDATE entries SET seq = 7 WHERE seq = 1000")
+        # seq 5 replaced by a well-formed, correctly signed entry 5 of another branch:
+        # it follows 4, but 6 does not follow it.
+        grafted = damaged("grafted", "UPDATE entries SET (%s) = (SELECT %s FROM other.entries "
+                          "WHERE seq = 5) WHERE seq = 5" % (cols, cols))
+        for d, why in ((swapped, "another entry is stored in its place"),
+                       (grafted, "it does not follow the entry before it")):
+            p = d.run("sync")
+            self.assertOneLineError(p, 65)
+            self.assertIn("damaged (%s)" % why, p.err)
+            self.assertIn("nothing was sent", p.err)
+            self.assertEqual(feed_row(self.server, feed_of(dev))["have_seq"], 4)
+            self.assertFalse(feed_row(self.server, feed_of(dev))["fork"])
+            self.assertEqual(d.run("verify").returncode, 65)
+        dev.ok("sync")
+        self.assertEqual(feed_row(self.server, feed_of(dev))["have_seq"], 7)
+
     def test_server_restored_from_backup_gets_everything_again(self):
         dev = enrolled_device(self.tmp, self.server)
         for i in range(10):

@@ -148,6 +148,9 @@ expect_parse(const char *json, size_t len, enum fs_rc want, const char *why)
 #define REFUSED(json, why)  expect_parse((json), strlen(json), FS_EINVAL, (why))
 #define ACCEPTED(json, why) expect_parse((json), strlen(json), FS_OK, (why))
 
+#define HEX63 "000000000000000000000000000000000000000000000000000000000000000"
+#define HEX64 HEX63 "0"
+
 /* ---- encode, sign, verify ----------------------------------------------------- */
 
 static void
@@ -676,6 +679,55 @@ test_chain_follows(void **state)
     fs_buf_release(&e3.bytes);
 }
 
+/* peek_link reads seq and prev of the encoder's own bytes, and nothing else. */
+static void
+test_entry_peek_link(void **state)
+{
+    const struct signed_entry *all[] = {&e1, &e2, &d3};
+    unsigned char prev[PROTO_HASH_BYTES];
+    uint64_t seq;
+    int has_prev;
+    size_t i, cut;
+    char *m;
+
+    (void)state;
+    for (i = 0; i < FS_ARRAY_LEN(all); i++) {
+        assert_int_equal(
+            proto_entry_peek_link(all[i]->bytes.data, all[i]->bytes.len, &seq, &has_prev, prev),
+            FS_OK);
+        assert_int_equal(seq, all[i]->e.seq);
+        assert_int_equal(has_prev, all[i]->e.has_prev);
+        if (has_prev)
+            assert_memory_equal(prev, all[i]->e.prev, PROTO_HASH_BYTES);
+    }
+    /* Every prefix too short to hold the link is refused, not over-read. */
+    cut = strstr(text(&e2), ",\"at\"") - text(&e2);
+    for (i = 0; i < cut; i++) {
+        m = malloc(i + 1);
+        assert_non_null(m);
+        memcpy(m, e2.bytes.data, i);
+        assert_int_equal(proto_entry_peek_link(m, i, &seq, &has_prev, prev), FS_EINVAL);
+        free(m);
+    }
+    /* Bytes another writer could have produced (same meaning, other spelling). */
+    {
+        static const char *const other[] = {
+            "{\"feed\":\"00\",\"v\":1}",
+            "{\"v\":1,\"feed\":\"" HEX64 "\",\"seq\":01,\"prev\":null}",
+            "{\"v\":1,\"feed\":\"" HEX64 "\",\"seq\": 1,\"prev\":null}",
+            "{\"v\":1,\"feed\":\"" HEX64 "\",\"seq\":1,\"prev\":nul}",
+            "{\"v\":1,\"feed\":\"" HEX64 "\",\"seq\":2,\"prev\":\"" HEX64 "0\"}",
+            "{\"v\":1,\"feed\":\"" HEX64 "\",\"seq\":2,\"prev\":\"" HEX63 "G\"}",
+            "{\"v\":1,\"feed\":\"" HEX64 "\",\"seq\":99999999999999999,\"prev\":null}",
+        };
+
+        for (i = 0; i < FS_ARRAY_LEN(other); i++)
+            assert_int_equal(
+                proto_entry_peek_link(other[i], strlen(other[i]), &seq, &has_prev, prev),
+                FS_EINVAL);
+    }
+}
+
 int
 main(void)
 {
@@ -689,6 +741,7 @@ main(void)
         cmocka_unit_test(test_entry_parse_refuses_rules),
         cmocka_unit_test(test_entry_parse_size_limit),
         cmocka_unit_test(test_chain_follows),
+        cmocka_unit_test(test_entry_peek_link),
     };
 
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
