@@ -381,12 +381,11 @@ csv_row(struct proto_export *x, const struct proto_export_record *r, const struc
     return rc;
 }
 
+/* The keys a JSON Lines row adds to the content's, up to the comma before
+ * the content's first key. */
 static enum fs_rc
-jsonl_line(struct proto_export *x, const struct proto_export_record *r,
-           const struct proto_content *c)
+jsonl_head(struct fs_buf *b, const struct proto_export_record *r)
 {
-    struct fs_buf *b = &x->row;
-    struct proto_content bare = *c; /* shallow: the same strings, no attachments */
     enum fs_rc rc = FS_OK;
     size_t i;
 
@@ -403,6 +402,64 @@ jsonl_line(struct proto_export *x, const struct proto_export_record *r,
         W(proto_jw_hex(b, r->conflicts[i], PROTO_HASH_BYTES));
     }
     W(fs_buf_adds(b, "],"));
+    return rc;
+}
+
+/* Content that can go into a row as it is (see checked_hash): bytes that
+ * hash to what was checked when they were stored, a compact object (no byte
+ * below 0x20, no space outside strings: the row stays one line) and no
+ * attachments (their local paths are added by writing the content again).
+ * The scan is not a parse; it only keeps a row one line and one object. */
+static int
+jsonl_as_written(const struct proto_export_record *r)
+{
+    const unsigned char *p = r->content;
+    unsigned char h[PROTO_HASH_BYTES];
+    size_t i, n = r->content_len;
+    int in_str = 0;
+    long depth = 0;
+
+    if (!r->checked_hash || !p || n < 3 || p[0] != '{' || p[1] != '"' || p[n - 1] != '}' ||
+        memmem(p, n, "\"attachments\"", 13))
+        return 0;
+    proto_hash(p, n, h);
+    if (memcmp(h, r->checked_hash, PROTO_HASH_BYTES) != 0)
+        return 0;
+    for (i = 0; i < n; i++) {
+        if (p[i] < 0x20)
+            return 0;
+        if (in_str) {
+            if (p[i] == '\\') {
+                if (++i == n || p[i] < 0x20)
+                    return 0; /* the escaped byte is skipped, not a quote */
+            } else if (p[i] == '"') {
+                in_str = 0;
+            }
+            continue;
+        }
+        if (p[i] == '"')
+            in_str = 1;
+        else if (p[i] == '{' || p[i] == '[')
+            depth++;
+        else if (p[i] == '}' || p[i] == ']') {
+            if (--depth < 0 || (depth == 0 && i + 1 != n))
+                return 0;
+        } else if (p[i] == ' ')
+            return 0;
+    }
+    return !in_str && depth == 0;
+}
+
+static enum fs_rc
+jsonl_line(struct proto_export *x, const struct proto_export_record *r,
+           const struct proto_content *c)
+{
+    struct fs_buf *b = &x->row;
+    struct proto_content bare = *c; /* shallow: the same strings, no attachments */
+    enum fs_rc rc;
+    size_t i;
+
+    rc = jsonl_head(b, r);
     if (rc)
         return rc;
     /* The content's keys as the canonical writer emits them. Attachments come
@@ -603,6 +660,13 @@ proto_export_add(struct proto_export *x, const struct proto_export_record *r, st
         return fs_err_set(err, FS_EINVAL, "a record id is not a lowercase UUIDv7");
     if (r->gen < 1 || r->gen > PROTO_MAX_SAFE_INT)
         return fs_err_set(err, FS_EINVAL, "record %s: gen is out of range", r->id);
+    if (x->format == PROTO_EXPORT_JSONL && !r->attachment_paths && jsonl_as_written(r)) {
+        fs_buf_reset(&x->row);
+        rc = jsonl_head(&x->row, r);
+        W(fs_buf_add(&x->row, (const unsigned char *)r->content + 1, r->content_len - 1));
+        W(fs_buf_addc(&x->row, '\n'));
+        goto written;
+    }
     rc = parse_content(r->content, r->content_len, &c, err);
     if (rc) {
         fs_err_prefix(err, "record %s: ", r->id);
@@ -625,6 +689,7 @@ proto_export_add(struct proto_export *x, const struct proto_export_record *r, st
         rc = geojson_feature(x, r, &c);
         break;
     }
+written:
     if (rc) {
         fs_buf_reset(&x->row);
         if (rc == FS_ETOOBIG)

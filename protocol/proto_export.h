@@ -76,6 +76,12 @@ struct proto_export_record {
      * a local path (valid UTF-8) shown instead of the name, or NULL. */
     const char *const *attachment_paths;
     size_t n_attachment_paths;
+    /* NULL, or the content hash the winning entry names, from a caller whose
+     * contents were all parsed strictly before they were stored (the agent's
+     * store). JSON Lines then carry content that still hashes to it as it was
+     * written, without a second parse, when it is a compact object without
+     * attachments; anything else is parsed and written canonically. */
+    const unsigned char *checked_hash;
 };
 
 /* ---- pass 1: the field names -------------------------------------------- */

@@ -109,6 +109,7 @@ emit(void *ctx, const struct store_record *r)
     er.n_conflicts = r->n_conflict_revs;
     er.content = r->content;
     er.content_len = r->content_len;
+    er.checked_hash = r->has_content_hash ? r->content_hash : NULL;
     if (paths) {
         er.attachment_paths = (const char *const *)paths;
         er.n_attachment_paths = c.n_attachments;

@@ -37,7 +37,7 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_ENTRY_HASH] = "SELECT hash FROM entries WHERE feed = ?1 AND seq = ?2",
     [ST_RECORD_GET] = "SELECT r.id, r.state, r.owner, r.winner, r.gen, r.kind, r.observed_ms,"
                       " r.n_conflicts, r.last_own_seq, e.content, r.conflict_revs,"
-                      " " STORE_BLOBS_WAITING " FROM records r LEFT JOIN entries e"
+                      " " STORE_BLOBS_WAITING ", e.content_hash FROM records r LEFT JOIN entries e"
                       " ON e.feed = r.winner_feed AND e.seq = r.winner_seq WHERE r.id = ?1",
 };
 

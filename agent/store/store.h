@@ -111,6 +111,12 @@ struct store_record {
     int synced;             /* every own revision of it is receipted by the server */
     unsigned char *content; /* the winner's content bytes, owned; NULL unless LIVE */
     size_t content_len;
+    /* The hash the winner's entry names for its content. Every content in a
+     * store was parsed strictly before it was stored (written here from a
+     * checked record, or checked on arrival by pull), so bytes that still
+     * hash to it are those checked bytes. */
+    int has_content_hash;
+    unsigned char content_hash[PROTO_HASH_BYTES];
     unsigned char *conflict_revs; /* n_conflict_revs hashes, best first; owned */
     size_t n_conflict_revs;
 };

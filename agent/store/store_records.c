@@ -702,6 +702,10 @@ row_to_record(sqlite3_stmt *st, uint64_t have, struct store_record *r)
             return FS_ENOMEM;
         memcpy(r->content, sqlite3_column_blob(st, 9), r->content_len);
         r->content[r->content_len] = 0;
+        if (sqlite3_column_bytes(st, 12) == PROTO_HASH_BYTES) {
+            r->has_content_hash = 1;
+            memcpy(r->content_hash, sqlite3_column_blob(st, 12), PROTO_HASH_BYTES);
+        }
     }
     return FS_OK;
 }
@@ -743,7 +747,7 @@ store_records_each(struct store *s, const struct store_filter *f, store_record_c
     fs_buf_init(&sql, 4096);
     rc = fs_buf_adds(&sql, "SELECT r.id, r.state, r.owner, r.winner, r.gen, r.kind,"
                            " r.observed_ms, r.n_conflicts, r.last_own_seq, e.content,"
-                           " r.conflict_revs, " STORE_BLOBS_WAITING " AS waiting"
+                           " r.conflict_revs, " STORE_BLOBS_WAITING " AS waiting, e.content_hash"
                            " FROM records r LEFT JOIN entries e"
                            " ON e.feed = r.winner_feed AND e.seq = r.winner_seq WHERE 1");
     if (!rc && !f->with_deleted)

@@ -537,6 +537,132 @@ test_jsonl(void **state)
     fs_buf_release(&s.out);
 }
 
+/* One JSON Lines row of r, or NULL when the export refuses it. */
+static char *
+jsonl_of(const struct proto_export_record *r)
+{
+    struct proto_export_opts o = {PROTO_EXPORT_JSONL, 0};
+    struct proto_export *x = NULL;
+    struct fs_err err;
+    struct sink s;
+    char *out = NULL;
+
+    sink_init(&s, 1);
+    assert_int_equal(proto_export_new(&o, NULL, sink_write, &s, &x), FS_OK);
+    if (proto_export_add(x, r, &err) == FS_OK) {
+        assert_int_equal(proto_export_finish(x, &err), FS_OK);
+        out = strdup(sink_text(&s));
+        assert_non_null(out);
+    }
+    proto_export_free(x);
+    fs_buf_release(&s.out);
+    return out;
+}
+
+/* With checked_hash, content that still hashes to it goes out as written; the
+ * row is the same as the parsed and re-encoded one whenever the content is
+ * canonical, and everything that is not plainly one compact object, or no
+ * longer hashes to what was checked, takes the parsing path. */
+static void
+test_jsonl_as_written(void **state)
+{
+    /* The same record, keys in another order and one number spelled longer: what
+     * another writer could sign. Compact, so it goes out as written. */
+    static const char other_order[] = "{\"observed_at\":\"2026-11-29T01:00:00Z\",\"kind\":\"note\","
+                                      "\"site\":{\"lat\":39.7170,\"lon\":117.3}}";
+    static const char spaced[] = "{\"kind\": \"note\",\n\"observed_at\":\"2026-11-29T01:00:00Z\"}";
+    static const char bad[] =
+        "{\"kind\":\"note\",\"observed_at\":\"2026-11-29T01:00:00Z\",\"x\":1}";
+    unsigned char h[PROTO_HASH_BYTES];
+    struct proto_export_record r;
+    char *plain, *fast, *p;
+
+    (void)state;
+    /* Canonical content, with and without the vouched hash: the same bytes. */
+    r = record_b();
+    plain = jsonl_of(&r);
+    proto_hash(content_b, strlen(content_b), h);
+    r.checked_hash = h;
+    fast = jsonl_of(&r);
+    assert_non_null(plain);
+    assert_non_null(fast);
+    assert_string_equal(fast, plain);
+    free(fast);
+    free(plain);
+
+    /* Non-canonical but compact: kept as written (its own order and spelling). */
+    r.content = other_order;
+    r.content_len = strlen(other_order);
+    proto_hash(other_order, r.content_len, h);
+    fast = jsonl_of(&r);
+    assert_non_null(fast);
+    assert_non_null(strstr(fast, other_order + 1));
+    free(fast);
+    r.checked_hash = NULL; /* parsed: canonical order and spelling */
+    plain = jsonl_of(&r);
+    assert_non_null(plain);
+    assert_non_null(strstr(plain, "\"kind\":\"note\",\"observed_at\""));
+    assert_non_null(strstr(plain, "\"lat\":39.717,"));
+    free(plain);
+
+    /* Whitespace outside strings (a newline would split the row): parsed. */
+    r.content = spaced;
+    r.content_len = strlen(spaced);
+    proto_hash(spaced, r.content_len, h);
+    r.checked_hash = h;
+    fast = jsonl_of(&r);
+    assert_non_null(fast);
+    assert_non_null(strstr(fast, "\"kind\":\"note\",\"observed_at\""));
+    assert_ptr_equal(strchr(fast, '\n'), fast + strlen(fast) - 1);
+    free(fast);
+
+    /* Not what was checked (a changed byte since): parsed, and refused. */
+    r.content = bad;
+    r.content_len = strlen(bad);
+    memset(h, 0, sizeof h);
+    assert_null(jsonl_of(&r));
+    /* ...but the same bytes under their own hash are taken as vouched for. */
+    proto_hash(bad, r.content_len, h);
+    fast = jsonl_of(&r);
+    assert_non_null(fast);
+    free(fast);
+
+    /* Attachments: parsed, to add each local path; the row equals the plain one. */
+    r = record_a();
+    plain = jsonl_of(&r);
+    proto_hash(content_a, strlen(content_a), h);
+    r.checked_hash = h;
+    fast = jsonl_of(&r);
+    assert_non_null(plain);
+    assert_non_null(fast);
+    assert_string_equal(fast, plain);
+    free(fast);
+    free(plain);
+
+    /* Broken structure under a matching hash never makes a broken row. */
+    {
+        static const char *const broken[] = {
+            "{\"kind\":\"note\"}}",
+            "{\"kind\":\"no\\\"}",
+            "{\"kind\":[\"note\"}",
+            "{\"kind\":\"a\\\nb\"}",
+            "{}",
+            "{\"kind\":\"note\",}x}",
+        };
+        size_t i;
+
+        for (i = 0; i < FS_ARRAY_LEN(broken); i++) {
+            r = record_b();
+            r.content = broken[i];
+            r.content_len = strlen(broken[i]);
+            proto_hash(broken[i], r.content_len, h);
+            r.checked_hash = h;
+            p = jsonl_of(&r);
+            assert_null(p); /* parsed, and refused as invalid content */
+        }
+    }
+}
+
 static void
 test_jsonl_paths(void **state)
 {
@@ -964,13 +1090,21 @@ int
 main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_csv_byte_exact),      cmocka_unit_test(test_csv_excel),
-        cmocka_unit_test(test_csv_roundtrip),       cmocka_unit_test(test_csv_field_columns),
-        cmocka_unit_test(test_csv_empty_and_paths), cmocka_unit_test(test_jsonl),
-        cmocka_unit_test(test_jsonl_paths),         cmocka_unit_test(test_geojson),
-        cmocka_unit_test(test_write_failure),       cmocka_unit_test(test_invalid_content),
-        cmocka_unit_test(test_invalid_record),      cmocka_unit_test(test_row_too_big),
-        cmocka_unit_test(test_field_set_cap),       cmocka_unit_test(test_streaming_memory),
+        cmocka_unit_test(test_csv_byte_exact),
+        cmocka_unit_test(test_csv_excel),
+        cmocka_unit_test(test_csv_roundtrip),
+        cmocka_unit_test(test_csv_field_columns),
+        cmocka_unit_test(test_csv_empty_and_paths),
+        cmocka_unit_test(test_jsonl),
+        cmocka_unit_test(test_jsonl_paths),
+        cmocka_unit_test(test_jsonl_as_written),
+        cmocka_unit_test(test_geojson),
+        cmocka_unit_test(test_write_failure),
+        cmocka_unit_test(test_invalid_content),
+        cmocka_unit_test(test_invalid_record),
+        cmocka_unit_test(test_row_too_big),
+        cmocka_unit_test(test_field_set_cap),
+        cmocka_unit_test(test_streaming_memory),
     };
 
     return cmocka_run_group_tests(tests, group_setup, NULL);
