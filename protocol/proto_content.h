@@ -54,9 +54,17 @@ FS_WUR enum fs_rc proto_content_check(const struct proto_content *c, struct fs_e
 /* Canonical bytes of c (which must pass proto_content_check). */
 FS_WUR enum fs_rc proto_content_encode(const struct proto_content *c, struct fs_buf *out);
 
-/* Strict parse of content bytes into c (initialised by the call). */
+/* Strict parse of content bytes into c (initialised by the call). Canonical
+ * bytes take a fast path that yields the same struct. */
 FS_WUR enum fs_rc proto_content_parse(const void *bytes, size_t len, struct proto_content *c,
                                       struct fs_err *err);
+/* proto_content_parse's two paths, for tests that compare them: the fast one,
+ * 1 when bytes are exactly proto_content_encode's for a valid content (c,
+ * initialised by the call, filled), else 0 (c holds a part: release it); and
+ * jansson's, for any bytes. */
+int proto_content_parse_canonical(const void *bytes, size_t len, struct proto_content *c);
+FS_WUR enum fs_rc proto_content_parse_general(const void *bytes, size_t len,
+                                              struct proto_content *c, struct fs_err *err);
 
 /* Fills c from an already parsed JSON object in the content shape; keys listed
  * in extra (NULL-terminated, may be NULL) are tolerated and ignored (import

@@ -129,8 +129,82 @@ static const char *const entry_req_del[] = {"v", "feed", "seq", "prev", "at", "o
 static const char *const record_keys[] = {"id", "gen", "parent", NULL};
 static const char *const content_keys[] = {"hash", "len", "enc", NULL};
 
+/* The fast path: an entry as proto_entry_encode writes it (every fieldsync
+ * writer's), read field by field in that order, checked, encoded again and
+ * compared byte for byte; then the strict parser would have read the same
+ * struct. 0 for anything else: the caller parses it with jansson. */
+int
+proto_entry_parse_canonical(const void *bytes, size_t len, struct proto_entry *e)
+{
+    struct proto_jr r = {bytes, (const unsigned char *)bytes + len};
+    struct fs_buf b;
+    int ok;
+
+    memset(e, 0, sizeof *e);
+    if (!proto_jr_lit(&r, "{\"v\":1,\"feed\":") || !proto_jr_hex(&r, e->feed, PROTO_KEY_BYTES) ||
+        !proto_jr_lit(&r, ",\"seq\":") || !proto_jr_uint(&r, &e->seq) ||
+        !proto_jr_lit(&r, ",\"prev\":"))
+        return 0;
+    if (!proto_jr_lit(&r, "null")) {
+        if (!proto_jr_hex(&r, e->prev, PROTO_HASH_BYTES))
+            return 0;
+        e->has_prev = 1;
+    }
+    if (!proto_jr_lit(&r, ",\"at\":") || !proto_jr_str_plain(&r, e->at, sizeof e->at))
+        return 0;
+    if (proto_jr_lit(&r, ",\"op\":\"put\""))
+        e->op = PROTO_OP_PUT;
+    else if (proto_jr_lit(&r, ",\"op\":\"delete\""))
+        e->op = PROTO_OP_DELETE;
+    else
+        return 0;
+    if (!proto_jr_lit(&r, ",\"record\":{\"id\":") ||
+        !proto_jr_str_plain(&r, e->record_id, sizeof e->record_id) ||
+        !proto_jr_lit(&r, ",\"gen\":") || !proto_jr_uint(&r, &e->gen) ||
+        !proto_jr_lit(&r, ",\"parent\":"))
+        return 0;
+    if (!proto_jr_lit(&r, "null")) {
+        if (!proto_jr_hex(&r, e->parent, PROTO_HASH_BYTES))
+            return 0;
+        e->has_parent = 1;
+    }
+    if (!proto_jr_lit(&r, "}"))
+        return 0;
+    if (proto_jr_lit(&r, ",\"content\":{\"hash\":")) {
+        if (!proto_jr_hex(&r, e->content_hash, PROTO_HASH_BYTES) ||
+            !proto_jr_lit(&r, ",\"len\":") || !proto_jr_uint(&r, &e->content_len))
+            return 0;
+        if (proto_jr_lit(&r, ",\"enc\":\"json\"}"))
+            e->enc = PROTO_ENC_JSON;
+        else if (proto_jr_lit(&r, ",\"enc\":\"sealed\"}"))
+            e->enc = PROTO_ENC_SEALED;
+        else
+            return 0;
+        e->has_content = 1;
+    }
+    if (!proto_jr_lit(&r, "}") || r.p != r.end || proto_entry_check(e, NULL))
+        return 0;
+    fs_buf_init(&b, PROTO_ENTRY_MAX_BYTES + 1);
+    ok = fs_buf_reserve(&b, len) == FS_OK && proto_entry_encode(e, &b) == FS_OK && b.len == len &&
+         memcmp(b.data, bytes, len) == 0;
+    fs_buf_release(&b);
+    return ok;
+}
+
 enum fs_rc
 proto_entry_parse(const void *bytes, size_t len, struct proto_entry *e, struct fs_err *err)
+{
+    memset(e, 0, sizeof *e);
+    if (len > PROTO_ENTRY_MAX_BYTES)
+        return fs_err_set(err, FS_ETOOBIG, "entry is longer than %u bytes", PROTO_ENTRY_MAX_BYTES);
+    if (proto_entry_parse_canonical(bytes, len, e))
+        return FS_OK;
+    memset(e, 0, sizeof *e);
+    return proto_entry_parse_general(bytes, len, e, err);
+}
+
+enum fs_rc
+proto_entry_parse_general(const void *bytes, size_t len, struct proto_entry *e, struct fs_err *err)
 {
     json_t *root = NULL, *v, *rec, *content;
     const char *op;

@@ -41,6 +41,12 @@ FS_WUR enum fs_rc proto_entry_encode(const struct proto_entry *e, struct fs_buf 
  * FS_EINVAL or FS_ETOOBIG with a reason in err. */
 FS_WUR enum fs_rc proto_entry_parse(const void *bytes, size_t len,
                                     struct proto_entry *out /* OUT */, struct fs_err *err);
+/* proto_entry_parse's two paths, for tests that compare them: the fast one,
+ * 1 when bytes are exactly what proto_entry_encode writes for a valid entry
+ * (out filled), else 0 (out undefined); and jansson's, for any bytes. */
+int proto_entry_parse_canonical(const void *bytes, size_t len, struct proto_entry *out /* OUT */);
+FS_WUR enum fs_rc proto_entry_parse_general(const void *bytes, size_t len,
+                                            struct proto_entry *out /* OUT */, struct fs_err *err);
 
 /* Reads seq and prev from the fixed prefix of bytes that proto_entry_encode
  * wrote ({"v":1,"feed":"…","seq":N,"prev":…), without parsing the rest. Only

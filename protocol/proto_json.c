@@ -2,6 +2,7 @@
 #include "proto_json.h"
 
 #include <inttypes.h>
+#include <stdlib.h>
 #include <string.h>
 
 enum fs_rc
@@ -183,4 +184,190 @@ proto_jw_hex(struct fs_buf *b, const unsigned char *bin, size_t n)
     b->data[b->len++] = '"';
     b->data[b->len] = 0;
     return FS_OK;
+}
+
+/* ---- reader ------------------------------------------------------------------ */
+
+int
+proto_jr_lit(struct proto_jr *r, const char *s)
+{
+    size_t n = strlen(s);
+
+    if ((size_t)(r->end - r->p) < n || memcmp(r->p, s, n) != 0)
+        return 0;
+    r->p += n;
+    return 1;
+}
+
+static int
+lower_hex(unsigned char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    return -1;
+}
+
+/* The byte an escape of the writer stands for, 0 for none of them. */
+static int
+unescape(const unsigned char *p, const unsigned char *end, size_t *used)
+{
+    int hi, lo;
+
+    if (p >= end)
+        return 0;
+    *used = 1;
+    switch (*p) {
+    case '"':
+        return '"';
+    case '\\':
+        return '\\';
+    case 'n':
+        return '\n';
+    case 'r':
+        return '\r';
+    case 't':
+        return '\t';
+    case 'b':
+        return '\b';
+    case 'f':
+        return '\f';
+    case 'u':
+        /* \u00XX, only for the other control characters (never NUL) */
+        if (end - p < 5 || p[1] != '0' || p[2] != '0')
+            return 0;
+        hi = lower_hex(p[3]);
+        lo = lower_hex(p[4]);
+        if (hi < 0 || hi > 1 || lo < 0 || (hi == 0 && lo == 0))
+            return 0;
+        *used = 5;
+        return hi << 4 | lo;
+    default:
+        return 0;
+    }
+}
+
+int
+proto_jr_str(struct proto_jr *r, char **out)
+{
+    const unsigned char *p = r->p, *start;
+    size_t n = 0, used;
+    char *o;
+
+    *out = NULL;
+    if (p >= r->end || *p != '"')
+        return 0;
+    start = ++p;
+    while (p < r->end && *p != '"') {
+        if (*p < 0x20)
+            return 0;
+        if (*p == '\\') {
+            if (!unescape(p + 1, r->end, &used))
+                return 0;
+            p += 1 + used;
+        } else {
+            p++;
+        }
+        n++;
+    }
+    if (p >= r->end)
+        return 0;
+    o = malloc(n + 1);
+    if (!o)
+        return 0;
+    n = 0;
+    for (p = start; *p != '"'; n++) {
+        if (*p == '\\') {
+            o[n] = (char)unescape(p + 1, r->end, &used);
+            p += 1 + used;
+        } else {
+            o[n] = (char)*p++;
+        }
+    }
+    o[n] = 0;
+    r->p = p + 1;
+    *out = o;
+    return 1;
+}
+
+int
+proto_jr_str_plain(struct proto_jr *r, char *out, size_t cap)
+{
+    const unsigned char *p = r->p;
+    size_t n;
+
+    if (p >= r->end || *p != '"')
+        return 0;
+    for (n = 0, p++; p < r->end && *p != '"'; p++, n++)
+        if (*p < 0x20 || *p == '\\' || n + 1 >= cap)
+            return 0;
+    if (p >= r->end)
+        return 0;
+    memcpy(out, r->p + 1, n);
+    out[n] = 0;
+    r->p = p + 1;
+    return 1;
+}
+
+int
+proto_jr_uint(struct proto_jr *r, uint64_t *out)
+{
+    const unsigned char *p = r->p;
+    uint64_t v = 0;
+    int digits = 0;
+
+    if (p < r->end && *p == '0') {
+        r->p++;
+        *out = 0;
+        return r->p == r->end || r->p[0] < '0' || r->p[0] > '9';
+    }
+    while (p < r->end && *p >= '0' && *p <= '9') {
+        if (++digits > 16)
+            return 0;
+        v = v * 10 + (uint64_t)(*p++ - '0');
+    }
+    if (!digits || v > PROTO_MAX_SAFE_INT)
+        return 0;
+    r->p = p;
+    *out = v;
+    return 1;
+}
+
+int
+proto_jr_num(struct proto_jr *r, double *out)
+{
+    char num[40], *end;
+    size_t n = 0;
+
+    while (r->p + n < r->end && n < sizeof num - 1 && strchr("0123456789+-.eE", r->p[n]) && r->p[n])
+        n++;
+    if (n == 0 || n == sizeof num - 1)
+        return 0;
+    memcpy(num, r->p, n);
+    num[n] = 0;
+    *out = strtod(num, &end);
+    if (end != num + n)
+        return 0;
+    r->p += n;
+    return 1;
+}
+
+int
+proto_jr_hex(struct proto_jr *r, unsigned char *out, size_t n)
+{
+    const unsigned char *p = r->p;
+    size_t i;
+
+    if ((size_t)(r->end - p) < 2 * n + 2 || p[0] != '"' || p[2 * n + 1] != '"')
+        return 0;
+    for (i = 0; i < n; i++) {
+        int hi = lower_hex(p[1 + 2 * i]), lo = lower_hex(p[2 + 2 * i]);
+
+        if (hi < 0 || lo < 0)
+            return 0;
+        out[i] = (unsigned char)(hi << 4 | lo);
+    }
+    r->p += 2 * n + 2;
+    return 1;
 }

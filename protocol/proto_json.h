@@ -41,4 +41,31 @@ FS_WUR enum fs_rc proto_jw_uint(struct fs_buf *b, uint64_t v);
 /* Appends "<hex>" of n bytes. */
 FS_WUR enum fs_rc proto_jw_hex(struct fs_buf *b, const unsigned char *bin, size_t n);
 
+/* ---- reader: the writer's own bytes back, without a general parser -------- */
+
+/* A cursor over bytes this writer is expected to have produced. Each step
+ * matches exactly the writer's spelling and returns 0 at the first difference
+ * (the cursor is then unusable), 1 on a match. It is a fast path only: callers
+ * encode what they read again and compare it with the bytes, and parse with
+ * jansson whenever either step says no, so the reader never decides alone what
+ * is accepted. */
+struct proto_jr {
+    const unsigned char *p, *end;
+};
+
+/* The exact bytes of s. */
+int proto_jr_lit(struct proto_jr *r, const char *s);
+/* A string written by proto_jw_str, decoded into a new C string (*out,
+ * malloc'd); no NUL in it. 0 also when out of memory. */
+int proto_jr_str(struct proto_jr *r, char **out /* OUT */);
+/* A string without escapes, shorter than cap, copied into out. */
+int proto_jr_str_plain(struct proto_jr *r, char *out, size_t cap);
+/* An integer in 0..2^53-1 without leading zeros. */
+int proto_jr_uint(struct proto_jr *r, uint64_t *out /* OUT */);
+/* A JSON number, read with strtod (its spelling is checked by the caller's
+ * comparison). */
+int proto_jr_num(struct proto_jr *r, double *out /* OUT */);
+/* "<2n lowercase hex digits>". */
+int proto_jr_hex(struct proto_jr *r, unsigned char *out, size_t n);
+
 #endif

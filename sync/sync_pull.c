@@ -17,6 +17,10 @@
 #include "sync.h"
 
 #define PULL_LIMIT 2000
+/* The first page of a feed is smaller: nothing overlaps its fetch and
+ * verification, so a short one lets storing start sooner; pages then double
+ * up to the limit. */
+#define PULL_FIRST 250
 
 static int
 atoi_ok(const char *v, size_t *out)
@@ -352,7 +356,7 @@ pull_feed(struct store *s, struct sync_http *h, const unsigned char server_pk[PR
     struct store_feed_info fi;
     struct page pages[2], *cur = &pages[0], *next = &pages[1], *swap;
     char hex[2 * PROTO_KEY_BYTES + 1], *v = NULL;
-    size_t page = PULL_LIMIT, k;
+    size_t page = PULL_LIMIT, want, k;
     pthread_t t;
     enum fs_rc rc = FS_OK;
 
@@ -371,7 +375,8 @@ pull_feed(struct store *s, struct sync_http *h, const unsigned char server_pk[PR
         fs_buf_init(&pages[k].raw, PROTO_BATCH_MAX_RAW);
     }
     proto_hex_encode(feed, PROTO_KEY_BYTES, hex);
-    page_aim(cur, hex, fi.have_seq + 1, page);
+    want = page < PULL_FIRST ? page : PULL_FIRST;
+    page_aim(cur, hex, fi.have_seq + 1, want);
     fetch_page(cur);
     for (;;) {
         int ahead = 0;
@@ -384,7 +389,8 @@ pull_feed(struct store *s, struct sync_http *h, const unsigned char server_pk[PR
         if (cur->n == 0)
             break;
         if (cur->from + cur->n <= have) {
-            page_aim(next, hex, cur->from + cur->n, page);
+            want = want * 2 < page ? want * 2 : page;
+            page_aim(next, hex, cur->from + cur->n, want);
             ahead = pthread_create(&t, NULL, fetch_page, next) == 0;
         }
         rc = store_feed_append(s, feed, cur->es, cur->n, err);
@@ -400,7 +406,7 @@ pull_feed(struct store *s, struct sync_http *h, const unsigned char server_pk[PR
             rc = store_feed_info(s, feed, &fi, err);
             if (rc || fi.have_seq >= have)
                 break;
-            page_aim(next, hex, fi.have_seq + 1, page);
+            page_aim(next, hex, fi.have_seq + 1, want);
             fetch_page(next);
         }
         swap = cur;

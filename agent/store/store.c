@@ -65,7 +65,8 @@ store_sqlerr(struct store *s, int sqlrc, const char *what, struct fs_err *err)
         if (s && s->db && sqlite3_system_errno(s->db) == ENOSPC)
             return fs_err_set(err, FS_EIO,
                               "disk full while %s: not saved; free some space and retry", what);
-        /* fall through */
+        return fs_err_set(err, FS_EIO, "I/O error while %s (%s): not saved", what,
+                          sqlite3_errstr(sqlrc));
     case SQLITE_CANTOPEN:
     case SQLITE_READONLY:
     case SQLITE_PERM:
@@ -106,11 +107,12 @@ store_sqlerr(struct store *s, int sqlrc, const char *what, struct fs_err *err)
                               "was changed — run 'fieldsync verify' and keep a copy of the folder",
                               shown, what);
         }
-        /* fall through */
+        break;
     default:
-        return fs_err_set(err, FS_EINTERNAL, "database error while %s: %s", what,
-                          sqlite3_errstr(sqlrc));
+        break;
     }
+    return fs_err_set(err, FS_EINTERNAL, "database error while %s: %s", what,
+                      sqlite3_errstr(sqlrc));
 }
 
 enum fs_rc

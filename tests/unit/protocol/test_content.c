@@ -506,6 +506,84 @@ test_content_copy(void **state)
     fs_buf_release(&b1);
 }
 
+/* The fast path reads canonical bytes into the struct jansson builds, and
+ * declines everything else (which the general parser then takes or refuses). */
+static void
+test_content_fast_path(void **state)
+{
+    static const char *const same_meaning[] = {
+        /* keys in another order */
+        "{\"observed_at\":\"2026-11-28T01:30:00Z\",\"kind\":\"site_visit-2\"}",
+        /* whitespace */
+        "{\"kind\": \"site_visit-2\",\"observed_at\":\"2026-11-28T01:30:00Z\"}",
+        /* an escape the writer does not make */
+        "{\"kind\":\"site_visit-2\",\"observed_at\":\"2026-11-28T01:30:00Z\",\"note\":\"\\u0041\\/"
+        "\"}",
+        /* a number spelled longer than the shortest */
+        "{\"kind\":\"a\",\"observed_at\":\"2026-11-28T01:30:00Z\",\"site\":{\"lat\":39.7170,"
+        "\"lon\":1}}",
+        "{\"kind\":\"a\",\"observed_at\":\"2026-11-28T01:30:00Z\",\"site\":{\"lat\":1e1,"
+        "\"lon\":1}}",
+        /* an empty site, which the writer leaves out */
+        "{\"kind\":\"a\",\"observed_at\":\"2026-11-28T01:30:00Z\",\"site\":{}}",
+    };
+    const char *const canon[] = {canonical, minimal};
+    struct proto_content f, g;
+    struct fs_buf bf, bg;
+    struct fs_err err;
+    size_t i;
+
+    (void)state;
+    for (i = 0; i < FS_ARRAY_LEN(canon); i++) {
+        assert_int_equal(proto_content_parse_canonical(canon[i], strlen(canon[i]), &f), 1);
+        assert_int_equal(proto_content_parse_general(canon[i], strlen(canon[i]), &g, &err), FS_OK);
+        assert_int_equal(f.n_fields, g.n_fields);
+        assert_int_equal(f.n_attachments, g.n_attachments);
+        assert_int_equal(f.has_gps, g.has_gps);
+        assert_true(!f.has_gps || (f.lat == g.lat && f.lon == g.lon && f.acc_m == g.acc_m));
+        if (f.note)
+            assert_string_equal(f.note, g.note);
+        fs_buf_init(&bf, 1 << 20);
+        fs_buf_init(&bg, 1 << 20);
+        assert_int_equal(proto_content_encode(&f, &bf), FS_OK);
+        assert_int_equal(proto_content_encode(&g, &bg), FS_OK);
+        assert_int_equal(bf.len, strlen(canon[i]));
+        assert_memory_equal(bf.data, bg.data, bf.len);
+        fs_buf_release(&bf);
+        fs_buf_release(&bg);
+        proto_content_release(&f);
+        proto_content_release(&g);
+    }
+    for (i = 0; i < FS_ARRAY_LEN(same_meaning); i++) {
+        const char *m = same_meaning[i];
+
+        assert_int_equal(proto_content_parse_canonical(m, strlen(m), &f), 0);
+        proto_content_release(&f);
+        if (proto_content_parse(m, strlen(m), &g, &err) != FS_OK)
+            fail_msg("variant %zu refused: %s", i, err.msg);
+        proto_content_release(&g);
+    }
+    /* Canonical in shape, refused by the rules: declined here, refused there. */
+    {
+        static const char dup[] = "{\"kind\":\"a\",\"observed_at\":\"2026-11-28T01:30:00Z\","
+                                  "\"fields\":{\"x\":\"1\",\"x\":\"2\"}}";
+        static const char nul[] = "{\"kind\":\"a\",\"observed_at\":\"2026-11-28T01:30:00Z\","
+                                  "\"note\":\"a\\u0000b\"}";
+        static const char bad_utf8[] = "{\"kind\":\"a\",\"observed_at\":\"2026-11-28T01:30:00Z\","
+                                       "\"note\":\"\xc3\x28\"}";
+        static const char far[] = "{\"kind\":\"a\",\"observed_at\":\"2026-11-28T01:30:00Z\","
+                                  "\"site\":{\"lat\":91,\"lon\":1}}";
+        const char *const bad[] = {dup, nul, bad_utf8, far};
+
+        for (i = 0; i < FS_ARRAY_LEN(bad); i++) {
+            assert_int_equal(proto_content_parse_canonical(bad[i], strlen(bad[i]), &f), 0);
+            proto_content_release(&f);
+            assert_int_equal(proto_content_parse(bad[i], strlen(bad[i]), &g, &err), FS_EINVAL);
+            proto_content_release(&g);
+        }
+    }
+}
+
 static void
 test_kind_check(void **state)
 {
@@ -536,6 +614,7 @@ main(void)
         cmocka_unit_test(test_content_limits),
         cmocka_unit_test(test_content_set_field),
         cmocka_unit_test(test_content_copy),
+        cmocka_unit_test(test_content_fast_path),
         cmocka_unit_test(test_kind_check),
     };
 

@@ -679,6 +679,46 @@ test_chain_follows(void **state)
     fs_buf_release(&e3.bytes);
 }
 
+/* The fast path reads the encoder's bytes into the struct jansson builds, and
+ * declines any other spelling of the same entry. */
+static void
+test_entry_fast_path(void **state)
+{
+    const struct signed_entry *all[] = {&e1, &e2, &d3};
+    struct proto_entry f, g;
+    struct fs_err err;
+    char m[ENTRY_BUFS], m2[ENTRY_BUFS];
+    size_t i;
+
+    (void)state;
+    for (i = 0; i < FS_ARRAY_LEN(all); i++) {
+        const char *t = text(all[i]);
+
+        assert_int_equal(proto_entry_parse_canonical(t, strlen(t), &f), 1);
+        assert_int_equal(proto_entry_parse_general(t, strlen(t), &g, &err), FS_OK);
+        assert_memory_equal(&f, &g, sizeof f);
+        assert_memory_equal(&f, &all[i]->e, sizeof f);
+    }
+    /* The same entry spelled otherwise: a space, a key moved, an escape. */
+    subst(text(&e2), ",\"seq\":", ", \"seq\":", m);
+    assert_int_equal(proto_entry_parse_canonical(m, strlen(m), &f), 0);
+    assert_int_equal(proto_entry_parse(m, strlen(m), &g, &err), FS_OK);
+    assert_memory_equal(&g, &e2.e, sizeof g);
+    subst(text(&e2), "{\"v\":1,", "{", m);
+    subst(m, "\"record\":", "\"v\":1,\"record\":", m2);
+    assert_int_equal(proto_entry_parse_canonical(m2, strlen(m2), &f), 0);
+    assert_int_equal(proto_entry_parse(m2, strlen(m2), &g, &err), FS_OK);
+    assert_memory_equal(&g, &e2.e, sizeof g);
+    subst(text(&e2), "\"at\":\"2", "\"at\":\"\\u0032", m);
+    assert_int_equal(proto_entry_parse_canonical(m, strlen(m), &f), 0);
+    assert_int_equal(proto_entry_parse(m, strlen(m), &g, &err), FS_OK);
+    assert_memory_equal(&g, &e2.e, sizeof g);
+    /* Canonical in shape, against the rules: declined, then refused. */
+    subst(text(&e2), "\"seq\":2,", "\"seq\":1,", m);
+    assert_int_equal(proto_entry_parse_canonical(m, strlen(m), &f), 0);
+    assert_int_equal(proto_entry_parse(m, strlen(m), &g, &err), FS_EINVAL);
+}
+
 /* peek_link reads seq and prev of the encoder's own bytes, and nothing else. */
 static void
 test_entry_peek_link(void **state)
@@ -742,6 +782,7 @@ main(void)
         cmocka_unit_test(test_entry_parse_size_limit),
         cmocka_unit_test(test_chain_follows),
         cmocka_unit_test(test_entry_peek_link),
+        cmocka_unit_test(test_entry_fast_path),
     };
 
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
