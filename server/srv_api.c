@@ -9,6 +9,7 @@
 
 #include "proto_auth.h"
 #include "proto_batch.h"
+#include "proto_content.h"
 #include "proto_entry.h"
 #include "proto_json.h"
 #include "srv.h"
@@ -378,10 +379,22 @@ verify_share(void *arg)
     size_t i;
 
     for (i = j->from; i < j->to; i++) {
-        j->rc =
-            proto_entry_verify_full(j->es[i].entry, j->es[i].entry_len, j->es[i].sig,
-                                    j->es[i].content, j->es[i].content_len, j->feed, 0,
-                                    (struct proto_entry *)j->es[i].parsed, j->es[i].hash, &j->err);
+        const struct proto_entry *e = j->es[i].parsed;
+
+        j->rc = proto_entry_verify_full(j->es[i].entry, j->es[i].entry_len, j->es[i].sig,
+                                        j->es[i].content, j->es[i].content_len, j->feed, 0,
+                                        (struct proto_entry *)e, j->es[i].hash, &j->err);
+        if (!j->rc && e->has_content && e->enc == PROTO_ENC_JSON && j->es[i].content_len) {
+            /* Signed is not yet well formed: a content that is not a record
+             * would be refused by every coordinator's pull, and stop it. */
+            struct proto_content c;
+
+            j->rc = proto_content_parse(j->es[i].content, j->es[i].content_len, &c, &j->err);
+            proto_content_release(&c);
+            if (j->rc)
+                j->rc = fs_err_set(&j->err, FS_EPROTO, "entry %" PRIu64 ": its content: %s", e->seq,
+                                   j->err.msg);
+        }
         if (j->rc) {
             j->bad = i;
             break;

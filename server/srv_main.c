@@ -15,6 +15,7 @@
 #include <jansson.h>
 
 #include "proto_auth.h"
+#include "proto_content.h"
 #include "proto_entry.h"
 #include "srv.h"
 
@@ -685,6 +686,15 @@ check_one(void *ctx, uint64_t seq, const unsigned char *hash, const unsigned cha
                (seq > 1 && (!e.has_prev || memcmp(e.prev, cc->prev, PROTO_HASH_BYTES) != 0))) {
         fprintf(stderr, "check: feed %s seq %" PRIu64 ": chain or stored hash broken\n", hex, seq);
         cc->problems++;
+    } else if (e.has_content && e.enc == PROTO_ENC_JSON && content_len) {
+        struct proto_content c;
+
+        if (proto_content_parse(content, content_len, &c, &err)) {
+            fprintf(stderr, "check: feed %s seq %" PRIu64 ": its content is not a record: %s\n",
+                    hex, seq, err.msg);
+            cc->problems++;
+        }
+        proto_content_release(&c);
     }
     memcpy(cc->prev, hash, PROTO_HASH_BYTES);
     cc->expect = seq + 1;

@@ -2,16 +2,20 @@
 Exactly once under cuts, replay and forgery refused, tokens, revocation,
 forks, clocks, hostile HTTP, TLS."""
 
+import hashlib
 import json
 import os
 import random
 import shutil
 import signal
 import socket
+import sqlite3
+import struct
 import subprocess
 import sys
 import time
 import unittest
+import zlib
 
 sys.path.insert(0, os.path.dirname(__file__))
 from fsenv import (BIN, RECORDS_1K, Device, Server, TempTestCase, binary,  # noqa: E402
@@ -24,6 +28,24 @@ PROXY = os.path.join(BIN, "tests", "tools", "faultproxy")
 def read_bytes(path):
     with open(path, "rb") as f:
         return f.read()
+
+
+def last_frame(batch):
+    """The entry, signature and content of a batch's last frame."""
+    off = 40
+    hlen = struct.unpack(">I", batch[off:off + 4])[0]
+    off += 4 + hlen
+    plen = struct.unpack(">I", batch[off:off + 4])[0]
+    raw = zlib.decompress(batch[off + 4:off + 4 + plen])
+    off, frame = 0, None
+    while off < len(raw):
+        elen = struct.unpack(">I", raw[off:off + 4])[0]
+        entry = raw[off + 4:off + 4 + elen]
+        sig = raw[off + 4 + elen:off + 68 + elen]
+        clen = struct.unpack(">I", raw[off + 68 + elen:off + 72 + elen])[0]
+        frame = (entry, sig, raw[off + 72 + elen:off + 72 + elen + clen])
+        off += 72 + elen + clen
+    return frame
 
 
 def feed_row(server, feed):
@@ -113,6 +135,16 @@ class SyncTest(TempTestCase):
             self.assertEqual(status, code, ans)
             self.assertEqual(json.loads(ans)["error"], "bad_entry")
             self.assertEqual(feed_row(self.server, feed_of(dev))["have_seq"], 0)
+        # Signed by the device, hashes right, but the content is not a record: a
+        # coordinator's pull would refuse it, so the server refuses it first.
+        batch = os.path.join(self.tmp, "not-a-record.bin")
+        subprocess.run([FSTOOL, dev.home, "1", "10", batch, "not-a-record"], check=True)
+        status, ans = self.server.request("POST", path, read_bytes(batch))
+        self.assertEqual(status, 400, ans)
+        self.assertEqual(json.loads(ans)["error"], "bad_entry")
+        self.assertIn("entry 10: its content", json.loads(ans)["message"])
+        self.assertIn("observed_at", json.loads(ans)["message"])
+        self.assertEqual(feed_row(self.server, feed_of(dev))["have_seq"], 0)
         # A key that never enrolled.
         batch = os.path.join(self.tmp, "stranger.bin")
         subprocess.run([FSTOOL, dev.home, "1", "1", batch, "stranger"], check=True)
@@ -138,6 +170,32 @@ class SyncTest(TempTestCase):
         dev.ok("sync")
         self.assertEqual(feed_row(self.server, feed_of(dev))["have_seq"], 10)
         self.assertIn("ok: 10 entries", self.server.admin("check").out)
+
+    def test_check_names_a_content_that_is_not_a_record(self):
+        """A server that holds such an entry (taken before pushes were checked so, or
+        written into its database by hand): `check` names it."""
+        dev = enrolled_device(self.tmp, self.server)
+        for i in range(3):
+            dev.add("observation", "--note", "n%d" % i)
+        dev.ok("sync")
+        self.assertIn("ok: 3 entries", self.server.admin("check").out)
+        batch = os.path.join(self.tmp, "not-a-record.bin")
+        subprocess.run([FSTOOL, dev.home, "3", "3", batch, "not-a-record"], check=True)
+        entry, sig, content = last_frame(read_bytes(batch))
+        self.assertEqual(content, b'{"kind":"note"}')
+        self.server.stop()
+        h = hashlib.blake2b(entry + sig, digest_size=32).digest()
+        db = sqlite3.connect(os.path.join(self.server.data, "server.db"))
+        db.execute("UPDATE entries SET entry = ?, sig = ?, content = ?, hash = ? WHERE seq = 3"
+                   " AND feed = ?", (entry, sig, content, h, bytes.fromhex(feed_of(dev))))
+        db.execute("UPDATE feeds SET head = ? WHERE feed = ?", (h, bytes.fromhex(feed_of(dev))))
+        db.commit()
+        db.close()
+        p = self.server.admin("check", check=False)
+        self.assertNotEqual(p.returncode, 0, p.out)
+        self.assertIn("seq 3: its content is not a record", p.err)
+        self.assertIn("observed_at", p.err)
+        self.server.start()
 
     def test_revoked_device_exits_77(self):
         dev = enrolled_device(self.tmp, self.server)

@@ -150,7 +150,7 @@ main(int argc, char **argv)
 
     if (argc < 5 || proto_init()) {
         fprintf(stderr, "usage: fstool HOME FROM TO OUT [ok|break-sig K|break-content K|"
-                        "stranger|bomb]\n");
+                        "not-a-record|stranger|bomb]\n");
         return 64;
     }
     from = strtoull(argv[2], NULL, 10);
@@ -350,6 +350,29 @@ main(int argc, char **argv)
             sp[5] ^= 0x01;
         if (i == k && strcmp(mode, "break-content") == 0 && c.clen[i] > 10)
             cp[c.clen[i] - 3] ^= 0x01;
+        if (i + 1 == c.n && strcmp(mode, "not-a-record") == 0) {
+            /* The last entry made again, correctly signed by the feed's key
+             * and naming its content's true hash, but the content is not a
+             * record (no observed_at). */
+            static const char bad[] = "{\"kind\":\"note\"}";
+            struct proto_entry e;
+            struct fs_buf eb;
+            unsigned char nsig[PROTO_SIG_BYTES];
+
+            if (proto_entry_parse(ep, c.elen[i], &e, &err) || e.op != PROTO_OP_PUT)
+                return 65;
+            proto_hash(bad, strlen(bad), e.content_hash);
+            e.content_len = strlen(bad);
+            fs_buf_init(&eb, PROTO_ENTRY_MAX_BYTES);
+            if (proto_entry_encode(&e, &eb))
+                return 70;
+            proto_entry_sign(eb.data, eb.len, sk, nsig);
+            proto_entry_hash(eb.data, eb.len, nsig, h.to_hash);
+            if (proto_batch_enc_add(enc, eb.data, eb.len, nsig, bad, strlen(bad)))
+                return 70;
+            fs_buf_release(&eb);
+            continue;
+        }
         if (proto_batch_enc_add(enc, ep, c.elen[i], sp, cp, c.clen[i]))
             return 70;
         eo += c.elen[i];
