@@ -676,11 +676,11 @@ proto_content_parse_canonical(const void *bytes, size_t len, struct proto_conten
         if (!c->attachments)
             return 0;
         do {
-            struct proto_attachment *a = &c->attachments[c->n_attachments];
+            struct proto_attachment *a;
 
             if (c->n_attachments >= PROTO_ATTACHMENTS_MAX)
                 return 0;
-            c->n_attachments++;
+            a = &c->attachments[c->n_attachments++];
             if (!proto_jr_lit(&r, "{\"name\":") || !proto_jr_str(&r, &a->name) ||
                 !proto_jr_lit(&r, ",\"hash\":") || !proto_jr_hex(&r, a->hash, PROTO_HASH_BYTES) ||
                 !proto_jr_lit(&r, ",\"size\":") || !proto_jr_uint(&r, &a->size) ||

@@ -1,10 +1,16 @@
 /* Re-checking a store from its bytes: the database file, every chain, every
- * signature and content hash, and the records view against a fresh merge. */
+ * signature and content hash, the records view against a fresh merge, and the
+ * server's receipts against the pinned server key. */
 #include "store_int.h"
 
+#include <jansson.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+
+#include "proto_auth.h"
+#include "proto_json.h"
 
 struct verify {
     struct store *s;
@@ -230,6 +236,87 @@ out:
     return rc;
 }
 
+/* One receipt: the server's signature over what its row says. */
+static void
+check_receipt(struct verify *v, sqlite3_stmt *st, const unsigned char *pk, uint64_t own_have)
+{
+    const unsigned char *feed = sqlite3_column_blob(st, 0);
+    const char *text = (const char *)sqlite3_column_text(st, 3);
+    uint64_t have = (uint64_t)sqlite3_column_int64(st, 1), signed_have;
+    unsigned char f[PROTO_KEY_BYTES], head[PROTO_HASH_BYTES];
+    char short_feed[17] = "?";
+    json_t *in = NULL, *h;
+    struct fs_err e2;
+    int head_ok;
+
+    if (sqlite3_column_bytes(st, 0) != PROTO_KEY_BYTES) {
+        problem(v, "receipts: a malformed feed id");
+        return;
+    }
+    proto_hex_encode(feed, 8, short_feed);
+    if (!text)
+        return; /* none kept (nothing was ever receipted) */
+    if (!pk) {
+        problem(v, "receipt of feed %s: no server key is pinned to check it with", short_feed);
+        return;
+    }
+    if (proto_signed_open(PROTO_TAG_RECEIPT, text, (size_t)sqlite3_column_bytes(st, 3), pk,
+                          (void **)&in, &e2)) {
+        problem(v, "receipt of feed %s: the server's signature does not verify", short_feed);
+        return;
+    }
+    h = json_object_get(in, "head");
+    head_ok = json_is_null(h) ? sqlite3_column_type(st, 2) == SQLITE_NULL
+                              : proto_json_hex(h, head, PROTO_HASH_BYTES) == FS_OK &&
+                                    sqlite3_column_bytes(st, 2) == PROTO_HASH_BYTES &&
+                                    memcmp(head, sqlite3_column_blob(st, 2), PROTO_HASH_BYTES) == 0;
+    if (proto_json_hex(json_object_get(in, "feed"), f, PROTO_KEY_BYTES) ||
+        memcmp(f, feed, PROTO_KEY_BYTES) != 0 ||
+        proto_json_uint(json_object_get(in, "have_seq"), 0, &signed_have) || signed_have != have ||
+        !head_ok)
+        problem(v, "receipt of feed %s: the stored row differs from the signed receipt",
+                short_feed);
+    else if (memcmp(feed, v->s->pk, PROTO_KEY_BYTES) == 0 && have > own_have)
+        problem(v, "receipt of feed %s: covers seq %llu, but this store holds %llu", short_feed,
+                (unsigned long long)have, (unsigned long long)own_have);
+    json_decref(in);
+}
+
+static enum fs_rc
+check_receipts(struct verify *v, struct fs_err *err)
+{
+    unsigned char pk[PROTO_KEY_BYTES];
+    struct store_feed_info fi;
+    sqlite3_stmt *st = NULL;
+    char *pinned = NULL;
+    int has_pk = 0, r;
+    enum fs_rc rc;
+
+    rc = store_setting_get(v->s, "server_key", &pinned, err);
+    if (rc)
+        return rc;
+    if (pinned) {
+        if (proto_hex_decode(pinned, strlen(pinned), pk, PROTO_KEY_BYTES) == FS_OK)
+            has_pk = 1;
+        else
+            problem(v, "settings: the pinned server key is malformed");
+        free(pinned);
+    }
+    rc = store_feed_info(v->s, v->s->pk, &fi, err);
+    if (rc)
+        return rc;
+    r = sqlite3_prepare_v2(v->s->db, "SELECT feed, have_seq, head, receipt FROM receipts", -1, &st,
+                           NULL);
+    if (r != SQLITE_OK)
+        return store_sqlerr(v->s, r, "checking receipts", err);
+    while ((r = sqlite3_step(st)) == SQLITE_ROW)
+        check_receipt(v, st, has_pk ? pk : NULL, fi.have_seq);
+    if (r != SQLITE_DONE)
+        problem(v, "receipts: unreadable (%s)", sqlite3_errstr(r));
+    sqlite3_finalize(st);
+    return FS_OK;
+}
+
 enum fs_rc
 store_verify(struct store *s, store_problem_cb cb, void *ctx, uint64_t *problems, uint64_t *entries,
              struct fs_err *err)
@@ -263,6 +350,8 @@ store_verify(struct store *s, store_problem_cb cb, void *ctx, uint64_t *problems
     if (r != SQLITE_DONE)
         problem(&v, "feeds: unreadable (%s)", sqlite3_errstr(r));
     rc = check_view(&v, err);
+    if (!rc)
+        rc = check_receipts(&v, err);
 out:
     sqlite3_finalize(st);
     *problems = v.problems;

@@ -321,6 +321,40 @@ class SyncTest(TempTestCase):
         self.assertEqual(row["fork_seq"], 3)
         self.assertEqual(row["have_seq"], 3)
 
+    def test_verify_checks_receipts_and_settings(self):
+        """verify checks each kept receipt against the pinned server key and what its row
+        says, and every setting against what config, enroll or sync could have written."""
+        dev = enrolled_device(self.tmp, self.server)
+        dev.add("interview", "--note", "x")
+        dev.ok("sync")
+        self.assertIn("receipts and settings too", dev.ok("verify").out)
+        cases = (
+            ("UPDATE receipts SET have_seq = 7", "the stored row differs from the signed receipt"),
+            ("UPDATE receipts SET head = zeroblob(32)", "the stored row differs"),
+            ("UPDATE receipts SET receipt = replace(receipt, 'have_seq\\\":1', "
+             "'have_seq\\\":2')", "the server's signature does not verify"),
+            ("UPDATE settings SET value = 'zz' WHERE key = 'server_key'",
+             "the pinned server key is malformed"),
+            ("DELETE FROM settings WHERE key = 'server_key'", "no server key is pinned"),
+            ("UPDATE settings SET value = 'ftp://x' WHERE key = 'server'",
+             "setting server: the stored value is malformed"),
+            ("INSERT OR REPLACE INTO settings VALUES ('batch_max_entries', '-5')",
+             "setting batch_max_entries: the stored value is malformed"),
+            ("UPDATE settings SET value = 'admin' WHERE key = 'role'",
+             "setting role: the stored value is malformed"),
+        )
+        for i, (sql, want) in enumerate(cases):
+            d = Device(self.tmp, "copy%d" % i)
+            shutil.copytree(dev.home, d.home)
+            db = d.db()
+            self.assertEqual(db.execute(sql).rowcount, 1, sql)
+            db.commit()
+            db.close()
+            p = d.run("verify")
+            self.assertEqual(p.returncode, 65, "%s: %s" % (sql, p.err))
+            self.assertIn(want, p.err)
+        self.assertEqual(dev.run("verify").returncode, 0)
+
     def test_rows_out_of_place_are_never_sent(self):
         """A damaged index can hand back rows that are each intact (bytes match their
         hash) but are not the entry at that seq, or do not chain: push checks the seq
