@@ -239,10 +239,46 @@ op_end(struct store *s, int own, enum fs_rc rc, struct fs_err *err)
 
 /* Appends one entry to the own feed, inside the caller's transaction.
  * content: the canonical content bytes (NULL for a delete). */
+/* The records row of a record whose only revision is the root just written
+ * here: what store_record_refresh would merge, without loading anything. */
+static enum fs_rc
+record_insert_root(struct store *s, const char *id, const struct proto_content *c,
+                   const unsigned char hash[PROTO_HASH_BYTES], uint64_t seq, struct fs_err *err)
+{
+    sqlite3_stmt *st;
+    int64_t observed_ms = 0;
+    enum fs_rc rc;
+    int r;
+
+    if (proto_time_parse(c->observed_at, strlen(c->observed_at), 0, &observed_ms))
+        return fs_err_set(err, FS_EINVAL, "observed_at is not RFC 3339");
+    rc = store_stmt(s, ST_RECORD_UPSERT, &st, err);
+    if (rc)
+        return rc;
+    sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+    sqlite3_bind_int(st, 2, (int)PROTO_REC_LIVE);
+    sqlite3_bind_blob(st, 3, s->pk, PROTO_KEY_BYTES, SQLITE_STATIC);
+    sqlite3_bind_blob(st, 4, hash, PROTO_HASH_BYTES, SQLITE_STATIC);
+    sqlite3_bind_blob(st, 5, s->pk, PROTO_KEY_BYTES, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 6, (sqlite3_int64)seq);
+    sqlite3_bind_int64(st, 7, 1);
+    sqlite3_bind_text(st, 8, c->kind, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 9, observed_ms);
+    sqlite3_bind_int64(st, 10, 0);
+    sqlite3_bind_int64(st, 11, (sqlite3_int64)seq);
+    r = sqlite3_step(st);
+    sqlite3_reset(st);
+    if (r != SQLITE_DONE)
+        return store_sqlerr(s, r, "updating the records view", err);
+    return FS_OK;
+}
+
+/* new_root: the record has no revision anywhere in this store yet (a fresh
+ * id, or one looked up), so its view row is written without a merge. */
 static enum fs_rc
 append_own(struct store *s, enum proto_op op, const char *id, uint64_t gen,
            const unsigned char *parent, const unsigned char *content, size_t clen,
-           const struct proto_content *known, struct fs_err *err)
+           const struct proto_content *known, int new_root, struct fs_err *err)
 {
     struct proto_entry e;
     unsigned char sig[PROTO_SIG_BYTES], hash[PROTO_HASH_BYTES];
@@ -331,6 +367,8 @@ append_own(struct store *s, enum proto_op op, const char *id, uint64_t gen,
         if (brc)
             return brc;
     }
+    if (new_root && known && op == PROTO_OP_PUT && gen == 1)
+        return record_insert_root(s, id, known, hash, e.seq, err);
     return store_record_refresh(s, id, known, hash, e.seq, err);
 }
 
@@ -397,7 +435,7 @@ store_record_create_encoded(struct store *s, const struct proto_content *c,
         if (rc)
             goto out;
     }
-    rc = append_own(s, PROTO_OP_PUT, nid, 1, NULL, bytes, len, c, err);
+    rc = append_own(s, PROTO_OP_PUT, nid, 1, NULL, bytes, len, c, 1, err);
 out:
     rc = op_end(s, own, rc, err);
     if (!rc)
@@ -477,7 +515,7 @@ store_record_update(struct store *s, const char *id, const struct proto_content 
         goto out;
     }
     rc = append_own(s, PROTO_OP_PUT, id, rs.revs[m.winner].gen + 1, rs.revs[m.winner].hash,
-                    s->cbuf.data, s->cbuf.len, c, err);
+                    s->cbuf.data, s->cbuf.len, c, 0, err);
 out:
     if (loaded) {
         proto_merge_release(&m);
@@ -496,13 +534,13 @@ delete_leaves(struct store *s, const char *id, const struct rev_set *rs,
 
     if (m->winner != keep)
         rc = append_own(s, PROTO_OP_DELETE, id, rs->revs[m->winner].gen + 1,
-                        rs->revs[m->winner].hash, NULL, 0, NULL, err);
+                        rs->revs[m->winner].hash, NULL, 0, NULL, 0, err);
     for (i = 0; !rc && i < m->n_conflicts; i++) {
         size_t c = m->conflicts[i];
 
         if (c != keep)
             rc = append_own(s, PROTO_OP_DELETE, id, rs->revs[c].gen + 1, rs->revs[c].hash, NULL, 0,
-                            NULL, err);
+                            NULL, 0, err);
     }
     return rc;
 }
