@@ -2,6 +2,7 @@
  * time, UUIDv7 and shortest round-trip decimals. */
 #include "proto.h"
 
+#include <math.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -344,14 +345,17 @@ proto_double_shortest(double v, char out[32])
 
     /* Fewer digits never read back when more do not (the property is
      * monotonic), so: 15 digits first. If they read back, %g has already
-     * dropped the trailing zeros and the shortest has k <= 15 digits; it is
-     * exactly that string unless k - 1 digits read back too, which is rare
-     * (then count down). Otherwise 16, then 17. Two conversions for most
-     * coordinates instead of one per digit. */
+     * dropped the trailing zeros and the shortest has k <= 15 digits. Among
+     * normal doubles it is that very string: any decimal of at most 15
+     * digits survives the trip to the nearest double and back (DBL_DIG), so
+     * a shorter one that read back to v would print as this one — the same
+     * digits. Only at the ends of the range, where doubles thin out into
+     * subnormals or toward infinity, can a shorter one read back too: there,
+     * count down. Otherwise 16, then 17. Two conversions for a coordinate. */
     snprintf(out, 32, "%.15g", v);
     if (strtod(out, NULL) == v) {
         k = significant_digits(out);
-        for (prec = k - 1; prec >= 1; prec--) {
+        for (prec = k - 1; prec >= 1 && (fabs(v) < 1e-300 || fabs(v) > 1e300); prec--) {
             snprintf(shorter, sizeof shorter, "%.*g", prec, v);
             if (strtod(shorter, NULL) != v)
                 break;

@@ -455,6 +455,69 @@ test_double_shortest_random(void **state)
     assert_true(checked > 150000);
 }
 
+/* The definition, by brute force: the first precision whose %g reads back,
+ * then whole numbers written out when not longer. */
+static void
+shortest_by_definition(double v, char out[400])
+{
+    char whole[400];
+    int prec;
+
+    if (v == 0) {
+        strcpy(out, "0");
+        return;
+    }
+    for (prec = 1; prec <= 17; prec++) {
+        snprintf(out, 400, "%.*g", prec, v);
+        if (strtod(out, NULL) == v)
+            break;
+    }
+    if (strstr(out, "e+") && v > -1e17 && v < 1e17) {
+        snprintf(whole, sizeof whole, "%.0f", v);
+        if (strlen(whole) <= strlen(out))
+            strcpy(out, whole);
+    }
+}
+
+/* The fast route (one %.15g for most values) gives what the definition does,
+ * across the range: coordinates, ordinary values, any bit pattern, and the
+ * subnormal and huge ends where a shorter string can read back. */
+static void
+test_double_shortest_is_the_definition(void **state)
+{
+    size_t i;
+
+    (void)state;
+    for (i = 0; i < 300000; i++) {
+        uint64_t bits = rng_next();
+        char out[32], want[400];
+        double v;
+
+        switch (i % 4) {
+        case 0:
+            memcpy(&v, &bits, sizeof v);
+            break;
+        case 1:
+            v = (double)(int64_t)(bits >> 11) / (double)(1ull << (bits % 60));
+            break;
+        case 2: /* subnormals and the smallest normals */
+            bits &= 0x001fffffffffffffull;
+            memcpy(&v, &bits, sizeof v);
+            break;
+        default: /* near the largest */
+            bits = 0x7fe0000000000000ull | (bits & 0x800fffffffffffffull);
+            memcpy(&v, &bits, sizeof v);
+            break;
+        }
+        if (!isfinite(v))
+            continue;
+        proto_double_shortest(v, out);
+        shortest_by_definition(v, want);
+        if (strcmp(out, want) != 0)
+            fail_msg("%.17g printed as \"%s\", by definition \"%s\"", v, out, want);
+    }
+}
+
 /* ---- UTF-8 -------------------------------------------------------------------- */
 
 static enum fs_rc
@@ -559,6 +622,7 @@ main(void)
         cmocka_unit_test(test_double_shortest_known),
         cmocka_unit_test(test_double_shortest_coordinates),
         cmocka_unit_test(test_double_shortest_random),
+        cmocka_unit_test(test_double_shortest_is_the_definition),
         cmocka_unit_test(test_utf8_check),
     };
 
