@@ -26,8 +26,11 @@
  * suffice, and cost a fraction of a signature check: the stored hash is
  * BLAKE2b(entry ‖ sig), taken when the entry was signed, so a changed byte of
  * either shows; the content must hash to what the entry names (its
- * content_hash column, written from the entry in the same transaction). The
- * server verifies every signature anyway. */
+ * content_hash column, written from the entry in the same transaction). A
+ * damaged index can also hand back a whole row in the wrong place, so the seq
+ * written in the entry must be the one asked for, and its prev the hash of
+ * the entry before (link, when known). The server verifies every signature
+ * anyway. */
 static enum fs_rc
 check_intact(const struct store_entry_row *e, uint64_t want_seq, const unsigned char *link,
              struct fs_err *err)
