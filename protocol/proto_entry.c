@@ -81,43 +81,15 @@ enum fs_rc
 proto_entry_peek_link(const void *bytes, size_t len, uint64_t *seq, int *has_prev,
                       unsigned char prev[PROTO_HASH_BYTES])
 {
-    static const char head[] = "{\"v\":1,\"feed\":\"";
-    static const char mid[] = "\",\"seq\":";
-    static const char tail[] = ",\"prev\":";
-    const char *p = bytes, *end = p + len;
-    uint64_t n = 0;
-    int digits = 0;
+    struct proto_jr r = {bytes, (const unsigned char *)bytes + len};
+    unsigned char feed[PROTO_KEY_BYTES];
 
-    if (len < sizeof head - 1 || memcmp(p, head, sizeof head - 1) != 0)
+    memset(prev, 0, PROTO_HASH_BYTES);
+    if (!proto_jr_lit(&r, "{\"v\":1,\"feed\":") || !proto_jr_hex(&r, feed, sizeof feed) ||
+        !proto_jr_lit(&r, ",\"seq\":") || !proto_jr_uint(&r, seq) ||
+        !proto_jr_lit(&r, ",\"prev\":") ||
+        !proto_jr_hex_or_null(&r, prev, PROTO_HASH_BYTES, has_prev))
         return FS_EINVAL;
-    p += sizeof head - 1;
-    if ((size_t)(end - p) < 2 * PROTO_KEY_BYTES + sizeof mid - 1)
-        return FS_EINVAL;
-    p += 2 * PROTO_KEY_BYTES;
-    if (memcmp(p, mid, sizeof mid - 1) != 0)
-        return FS_EINVAL;
-    p += sizeof mid - 1;
-    while (p < end && *p >= '0' && *p <= '9' && digits < 16) {
-        if (digits == 0 && *p == '0')
-            return FS_EINVAL; /* canonical integers have no leading zero */
-        n = n * 10 + (uint64_t)(*p++ - '0');
-        digits++;
-    }
-    if (digits == 0 || n > PROTO_MAX_SAFE_INT || (size_t)(end - p) < sizeof tail - 1 ||
-        memcmp(p, tail, sizeof tail - 1) != 0)
-        return FS_EINVAL;
-    p += sizeof tail - 1;
-    if ((size_t)(end - p) >= 4 && memcmp(p, "null", 4) == 0) {
-        *has_prev = 0;
-        memset(prev, 0, PROTO_HASH_BYTES);
-    } else if ((size_t)(end - p) >= 2 + 2 * PROTO_HASH_BYTES && p[0] == '"' &&
-               p[1 + 2 * PROTO_HASH_BYTES] == '"' &&
-               proto_hex_decode(p + 1, 2 * PROTO_HASH_BYTES, prev, PROTO_HASH_BYTES) == FS_OK) {
-        *has_prev = 1;
-    } else {
-        return FS_EINVAL;
-    }
-    *seq = n;
     return FS_OK;
 }
 
@@ -143,13 +115,9 @@ proto_entry_parse_canonical(const void *bytes, size_t len, struct proto_entry *e
     memset(e, 0, sizeof *e);
     if (!proto_jr_lit(&r, "{\"v\":1,\"feed\":") || !proto_jr_hex(&r, e->feed, PROTO_KEY_BYTES) ||
         !proto_jr_lit(&r, ",\"seq\":") || !proto_jr_uint(&r, &e->seq) ||
-        !proto_jr_lit(&r, ",\"prev\":"))
+        !proto_jr_lit(&r, ",\"prev\":") ||
+        !proto_jr_hex_or_null(&r, e->prev, PROTO_HASH_BYTES, &e->has_prev))
         return 0;
-    if (!proto_jr_lit(&r, "null")) {
-        if (!proto_jr_hex(&r, e->prev, PROTO_HASH_BYTES))
-            return 0;
-        e->has_prev = 1;
-    }
     if (!proto_jr_lit(&r, ",\"at\":") || !proto_jr_str_plain(&r, e->at, sizeof e->at))
         return 0;
     if (proto_jr_lit(&r, ",\"op\":\"put\""))
@@ -161,14 +129,9 @@ proto_entry_parse_canonical(const void *bytes, size_t len, struct proto_entry *e
     if (!proto_jr_lit(&r, ",\"record\":{\"id\":") ||
         !proto_jr_str_plain(&r, e->record_id, sizeof e->record_id) ||
         !proto_jr_lit(&r, ",\"gen\":") || !proto_jr_uint(&r, &e->gen) ||
-        !proto_jr_lit(&r, ",\"parent\":"))
-        return 0;
-    if (!proto_jr_lit(&r, "null")) {
-        if (!proto_jr_hex(&r, e->parent, PROTO_HASH_BYTES))
-            return 0;
-        e->has_parent = 1;
-    }
-    if (!proto_jr_lit(&r, "}"))
+        !proto_jr_lit(&r, ",\"parent\":") ||
+        !proto_jr_hex_or_null(&r, e->parent, PROTO_HASH_BYTES, &e->has_parent) ||
+        !proto_jr_lit(&r, "}"))
         return 0;
     if (proto_jr_lit(&r, ",\"content\":{\"hash\":")) {
         if (!proto_jr_hex(&r, e->content_hash, PROTO_HASH_BYTES) ||
@@ -194,12 +157,8 @@ proto_entry_parse_canonical(const void *bytes, size_t len, struct proto_entry *e
 enum fs_rc
 proto_entry_parse(const void *bytes, size_t len, struct proto_entry *e, struct fs_err *err)
 {
-    memset(e, 0, sizeof *e);
-    if (len > PROTO_ENTRY_MAX_BYTES)
-        return fs_err_set(err, FS_ETOOBIG, "entry is longer than %u bytes", PROTO_ENTRY_MAX_BYTES);
-    if (proto_entry_parse_canonical(bytes, len, e))
+    if (len <= PROTO_ENTRY_MAX_BYTES && proto_entry_parse_canonical(bytes, len, e))
         return FS_OK;
-    memset(e, 0, sizeof *e);
     return proto_entry_parse_general(bytes, len, e, err);
 }
 

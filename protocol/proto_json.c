@@ -199,21 +199,11 @@ proto_jr_lit(struct proto_jr *r, const char *s)
     return 1;
 }
 
-static int
-lower_hex(unsigned char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    return -1;
-}
-
 /* The byte an escape of the writer stands for, 0 for none of them. */
 static int
 unescape(const unsigned char *p, const unsigned char *end, size_t *used)
 {
-    int hi, lo;
+    unsigned char c;
 
     if (p >= end)
         return 0;
@@ -235,14 +225,11 @@ unescape(const unsigned char *p, const unsigned char *end, size_t *used)
         return '\f';
     case 'u':
         /* \u00XX, only for the other control characters (never NUL) */
-        if (end - p < 5 || p[1] != '0' || p[2] != '0')
-            return 0;
-        hi = lower_hex(p[3]);
-        lo = lower_hex(p[4]);
-        if (hi < 0 || hi > 1 || lo < 0 || (hi == 0 && lo == 0))
+        if (end - p < 5 || p[1] != '0' || p[2] != '0' ||
+            proto_hex_decode((const char *)p + 3, 2, &c, 1) || c == 0 || c >= 0x20)
             return 0;
         *used = 5;
-        return hi << 4 | lo;
+        return c;
     default:
         return 0;
     }
@@ -357,17 +344,20 @@ int
 proto_jr_hex(struct proto_jr *r, unsigned char *out, size_t n)
 {
     const unsigned char *p = r->p;
-    size_t i;
 
-    if ((size_t)(r->end - p) < 2 * n + 2 || p[0] != '"' || p[2 * n + 1] != '"')
+    if ((size_t)(r->end - p) < 2 * n + 2 || p[0] != '"' || p[2 * n + 1] != '"' ||
+        proto_hex_decode((const char *)p + 1, 2 * n, out, n))
         return 0;
-    for (i = 0; i < n; i++) {
-        int hi = lower_hex(p[1 + 2 * i]), lo = lower_hex(p[2 + 2 * i]);
-
-        if (hi < 0 || lo < 0)
-            return 0;
-        out[i] = (unsigned char)(hi << 4 | lo);
-    }
     r->p += 2 * n + 2;
     return 1;
+}
+
+int
+proto_jr_hex_or_null(struct proto_jr *r, unsigned char *out, size_t n, int *has)
+{
+    *has = 0;
+    if (proto_jr_lit(r, "null"))
+        return 1;
+    *has = 1;
+    return proto_jr_hex(r, out, n);
 }

@@ -67,5 +67,7 @@ int proto_jr_uint(struct proto_jr *r, uint64_t *out /* OUT */);
 int proto_jr_num(struct proto_jr *r, double *out /* OUT */);
 /* "<2n lowercase hex digits>". */
 int proto_jr_hex(struct proto_jr *r, unsigned char *out, size_t n);
+/* null (*has 0), or the same as proto_jr_hex (*has 1). */
+int proto_jr_hex_or_null(struct proto_jr *r, unsigned char *out, size_t n, int *has /* OUT */);
 
 #endif
