@@ -16,9 +16,8 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import relenv  # noqa: E402
-from relenv import (Ledger, Proc, Server, TempTestCase, binary, enrolled_device,  # noqa: E402
-                    export_records, fieldsync_argv, figures_line, no_sanitizer_report,
-                    set_settings, sized)
+from relenv import (Proc, TempTestCase, binary, enrolled_device, export_records,  # noqa: E402
+                    fieldsync_argv, figures_line, no_sanitizer_report, set_settings, sized)
 
 K = sized(200, 2000)
 # Kill moments are drawn uniformly below a bound per command (seconds). The bound
@@ -44,9 +43,7 @@ def pick(rng, weights):
 class AgentCrashTest(TempTestCase):
     def test_kill9_agent(self):
         t0 = time.monotonic()
-        rng = relenv.random.Random(relenv.seed())
-        server = Server(self.tmp).start()
-        self.addCleanup(server.stop)
+        rng, server, _ = relenv.row_start(self)
         dev = enrolled_device(self.tmp, server, name="laptop")
         co = enrolled_device(self.tmp, server, name="coordinator", role="coordinator")
         # Short timeouts and backoff, and small batches: many requests, many moments.
@@ -56,8 +53,7 @@ class AgentCrashTest(TempTestCase):
         if not HAVE_DAEMON:
             print("SKIP daemon part: %s is absent (not built yet); add, import and sync only"
                   % binary("fieldsyncd"), flush=True)
-        ledger = Ledger(os.path.join(self.tmp, "ledger.jsonl"))
-        self.addCleanup(ledger.close)
+        ledger = relenv.row_ledger(self)
         kills = collections.Counter()
         runs = collections.Counter()
         retry_import = None  # a killed import, run again next time (as a person would)

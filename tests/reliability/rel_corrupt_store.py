@@ -24,9 +24,8 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import relenv  # noqa: E402
-from relenv import (Device, Proc, Server, ServerDb, TempTestCase, binary,  # noqa: E402
-                    enrolled_device, feed_of, figures_line, jsonl_rows, no_sanitizer_report,
-                    read_text, sized, wait_for)
+from relenv import (Device, Proc, TempTestCase, binary, enrolled_device, feed_of,  # noqa: E402
+                    figures_line, jsonl_rows, no_sanitizer_report, read_text, sized, wait_for)
 
 T = sized(40, 1000)
 # Copies whose damage sync refused are also handed to fieldsyncd, up to this many.
@@ -97,10 +96,7 @@ def refused_total(server):
 class CorruptStoreTest(TempTestCase):
     def test_flipped_pages(self):
         t0 = time.monotonic()
-        rng = relenv.random.Random(relenv.seed())
-        server = Server(self.tmp).start()
-        self.addCleanup(server.stop)
-        sdb = ServerDb(server)
+        rng, server, sdb = relenv.row_start(self)
         orig = enrolled_device(self.tmp, server, name="laptop")
         # Records the server holds, then records it lacks (imported and added).
         for i, n in enumerate((150, 150)):

@@ -28,8 +28,8 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import relenv  # noqa: E402
-from relenv import (FSTOOL, Device, Ledger, Server, ServerDb, TempTestCase,  # noqa: E402
-                    enrolled_device, export_records, feed_of, figures_line, sized)
+from relenv import (FSTOOL, Device, TempTestCase, enrolled_device, export_records,  # noqa: E402
+                    feed_of, figures_line, sized)
 
 FORK_ROUNDS = sized(6, 60)
 ROLLBACK_ROUNDS = sized(5, 50)
@@ -53,13 +53,9 @@ def one_line_error(p):
 class ForkTest(TempTestCase):
     def test_copied_store_is_refused_as_a_fork(self):
         t0 = time.monotonic()
-        rng = relenv.random.Random(relenv.seed())
-        server = Server(self.tmp).start()
-        self.addCleanup(server.stop)
-        sdb = ServerDb(server)
+        rng, server, sdb = relenv.row_start(self)
         co = enrolled_device(self.tmp, server, name="coordinator", role="coordinator")
-        ledger = Ledger(os.path.join(self.tmp, "ledger.jsonl"))
-        self.addCleanup(ledger.close)
+        ledger = relenv.row_ledger(self)
         first_ids, second_ids, shared_ids = {}, {}, {}
         refused = carrier_refused = 0
         for r in range(FORK_ROUNDS):
@@ -134,13 +130,9 @@ class ForkTest(TempTestCase):
 class RollbackTest(TempTestCase):
     def test_server_restored_from_an_older_backup(self):
         t0 = time.monotonic()
-        rng = relenv.random.Random(relenv.seed())
-        server = Server(self.tmp).start()
-        self.addCleanup(server.stop)
-        sdb = ServerDb(server)
+        rng, server, sdb = relenv.row_start(self)
         co = enrolled_device(self.tmp, server, name="coordinator", role="coordinator")
-        ledger = Ledger(os.path.join(self.tmp, "ledger.jsonl"))
-        self.addCleanup(ledger.close)
+        ledger = relenv.row_ledger(self)
         devs = [enrolled_device(self.tmp, server, name="laptop%d" % i) for i in range(3)]
         feeds = {d.name: feed_of(d) for d in devs}
         backups = []

@@ -26,9 +26,9 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import relenv  # noqa: E402
-from relenv import (PROXY, Ledger, Server, ServerDb, TempTestCase, binary,  # noqa: E402
-                    enrolled_device, export_records, feed_of, figures_line, read_text,
-                    set_server_url, set_settings, sized, wait_for)
+from relenv import (PROXY, Server, ServerDb, TempTestCase, binary, enrolled_device,  # noqa: E402
+                    export_records, feed_of, figures_line, read_text, set_server_url, set_settings,
+                    sized, wait_for)
 
 K = sized(200, 2000)
 REQUEST_TIMEOUT_MS = 800
@@ -141,15 +141,11 @@ class NetworkFaultTest(TempTestCase):
     def test_faults_lose_and_duplicate_nothing(self):
         t0 = time.monotonic()
         seed = relenv.seed()
-        rng = relenv.random.Random(seed)
-        server = Server(self.tmp).start()
-        self.addCleanup(server.stop)
-        sdb = ServerDb(server)
+        rng, server, sdb = relenv.row_start(self, seed)
         co = enrolled_device(self.tmp, server, name="coordinator", role="coordinator")
         proxy = Proxy(self.tmp, server.port, FAULTS, seed=seed)
         self.addCleanup(lambda: proxy.p.poll() is None and proxy.stop())
-        ledger = Ledger(os.path.join(self.tmp, "ledger.jsonl"))
-        self.addCleanup(ledger.close)
+        ledger = relenv.row_ledger(self)
         lock, stop = threading.Lock(), threading.Event()
         devs = []
         for name in ("cli", "daemon") if HAVE_DAEMON else ("cli",):
@@ -178,12 +174,7 @@ class NetworkFaultTest(TempTestCase):
                     raise w.error
             return sum(proxy.faults()) >= K
         wait_for(enough, timeout=sized(600, 6000), what="%d faults" % K)
-        stop.set()
-        for w in writers:
-            w.join(120)
-            self.assertFalse(w.is_alive())
-            if w.error:
-                raise w.error
+        relenv.join_workers(self, writers, stop)
         # The last fault: the faulty proxy goes; a clean one takes its port.
         cuts, stalls = proxy.faults()
         port = proxy.port

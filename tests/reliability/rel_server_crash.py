@@ -22,9 +22,9 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import relenv  # noqa: E402
-from relenv import (Ledger, Server, ServerDb, TempTestCase, enrolled_device,  # noqa: E402
-                    export_records, feed_of, figures_line, partial_batches, set_settings,
-                    sized, start_on_port, sync_until_ok)
+from relenv import (TempTestCase, enrolled_device, export_records, feed_of,  # noqa: E402
+                    figures_line, partial_batches, set_settings, sized, start_on_port,
+                    sync_until_ok)
 
 K = sized(50, 500)
 DEVICES = 3
@@ -76,13 +76,9 @@ class Laptop(threading.Thread):
 class ServerCrashTest(TempTestCase):
     def test_kill9_server_under_pushes(self):
         t0 = time.monotonic()
-        rng = relenv.random.Random(relenv.seed())
-        server = Server(self.tmp).start()
-        self.addCleanup(server.stop)
-        sdb = ServerDb(server)
+        rng, server, sdb = relenv.row_start(self)
         co = enrolled_device(self.tmp, server, name="coordinator", role="coordinator")
-        ledger = Ledger(os.path.join(self.tmp, "ledger.jsonl"))
-        self.addCleanup(ledger.close)
+        ledger = relenv.row_ledger(self)
         lock = threading.Lock()
         stop = threading.Event()
         laptops = []
@@ -121,12 +117,7 @@ class ServerCrashTest(TempTestCase):
                     raise lp.error
             start_on_port(server)
             self.assertEqual(problems, [], "\n".join(problems))
-        stop.set()
-        for lp in laptops:
-            lp.join(120)
-            self.assertFalse(lp.is_alive())
-            if lp.error:
-                raise lp.error
+        relenv.join_workers(self, laptops, stop)
         # Convergence: every laptop syncs once more, then the merged view.
         t_last = time.monotonic()
         runs = [sync_until_ok(lp.dev) for lp in laptops]

@@ -199,6 +199,34 @@ class ServerDb:
         return have, n, top, ranges
 
 
+def row_start(case, seed_value=None):
+    """A row's common start: its random generator (from seed(), so that FS_SEED replays
+    the run, unless the row passes its seed), a server started now and stopped at
+    cleanup, and a reader of the server's database."""
+    rng = random.Random(seed() if seed_value is None else seed_value)
+    server = Server(case.tmp).start()
+    case.addCleanup(server.stop)
+    return rng, server, ServerDb(server)
+
+
+def row_ledger(case):
+    """The row's ledger (see Ledger), closed at cleanup."""
+    ledger = Ledger(os.path.join(case.tmp, "ledger.jsonl"))
+    case.addCleanup(ledger.close)
+    return ledger
+
+
+def join_workers(case, workers, stop):
+    """Stops a row's worker threads (each with an .error it met, or None), waits for
+    them, and raises the first error."""
+    stop.set()
+    for w in workers:
+        w.join(120)
+        case.assertFalse(w.is_alive())
+        if w.error:
+            raise w.error
+
+
 def partial_batches(shape):
     """What is wrong with a feed's stored shape, as a list of sentences (empty: whole).
     Entries are exactly 1..have_seq, and the committed pushes of the audit log tile them
