@@ -1,9 +1,11 @@
 /* Entries: canonical encoding, strict parsing, signatures, hashes and the chain. */
 #include "proto_entry.h"
 
+#include <inttypes.h>
 #include <sodium.h>
 #include <string.h>
 
+#include "proto_content.h"
 #include "proto_json.h"
 
 enum fs_rc
@@ -334,6 +336,32 @@ proto_entry_verify_full(const void *bytes, size_t len, const unsigned char sig[P
                               (unsigned long long)e->seq);
     }
     proto_entry_hash(bytes, len, sig, hash);
+    return FS_OK;
+}
+
+enum fs_rc
+proto_entry_verify_record(const void *bytes, size_t len, const unsigned char sig[PROTO_SIG_BYTES],
+                          const void *content, size_t content_len,
+                          const unsigned char feed[PROTO_KEY_BYTES], struct proto_entry *e,
+                          unsigned char hash[PROTO_HASH_BYTES], struct proto_content *c,
+                          int *parsed, struct fs_err *err)
+{
+    struct proto_content mine;
+    enum fs_rc rc;
+
+    *parsed = 0;
+    rc = proto_entry_verify_full(bytes, len, sig, content, content_len, feed, 0, e, hash, err);
+    if (rc || !e->has_content || e->enc != PROTO_ENC_JSON || !content_len)
+        return rc;
+    rc = proto_content_parse(content, content_len, c ? c : &mine, err);
+    if (rc) {
+        fs_err_prefix(err, "entry %" PRIu64 ": its content: ", e->seq);
+        return FS_EPROTO;
+    }
+    if (c)
+        *parsed = 1;
+    else
+        proto_content_release(&mine);
     return FS_OK;
 }
 

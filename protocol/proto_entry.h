@@ -80,6 +80,18 @@ FS_WUR enum fs_rc proto_entry_verify_full(const void *bytes, size_t len,
                                           unsigned char hash[PROTO_HASH_BYTES] /* OUT */,
                                           struct fs_err *err);
 
+struct proto_content;
+
+/* proto_entry_verify_full, and then, signed not being the same as well formed,
+ * a strict parse of json content as a record (FS_EPROTO "entry N: its content:
+ * ..." otherwise). c (NULL: parsed and dropped) receives it; *parsed says
+ * whether it did, and then the caller releases c. */
+FS_WUR enum fs_rc proto_entry_verify_record(
+    const void *bytes, size_t len, const unsigned char sig[PROTO_SIG_BYTES], const void *content,
+    size_t content_len, const unsigned char feed[PROTO_KEY_BYTES],
+    struct proto_entry *out /* OUT */, unsigned char hash[PROTO_HASH_BYTES] /* OUT */,
+    struct proto_content *c /* OUT */, int *parsed /* OUT */, struct fs_err *err);
+
 /* Chain continuity: e follows an entry of seq prev_seq whose hash is prev_hash
  * (prev_seq 0 and prev_hash NULL before the first entry). FS_OK, or
  * FS_ECONFLICT with "gap" or "chain broken" in err. */

@@ -9,7 +9,6 @@
 
 #include "proto_auth.h"
 #include "proto_batch.h"
-#include "proto_content.h"
 #include "proto_entry.h"
 #include "proto_json.h"
 #include "srv.h"
@@ -381,20 +380,14 @@ verify_share(void *arg)
     for (i = j->from; i < j->to; i++) {
         const struct proto_entry *e = j->es[i].parsed;
 
-        j->rc = proto_entry_verify_full(j->es[i].entry, j->es[i].entry_len, j->es[i].sig,
-                                        j->es[i].content, j->es[i].content_len, j->feed, 0,
-                                        (struct proto_entry *)e, j->es[i].hash, &j->err);
-        if (!j->rc && e->has_content && e->enc == PROTO_ENC_JSON && j->es[i].content_len) {
-            /* Signed is not yet well formed: a content that is not a record
-             * would be refused by every coordinator's pull, and stop it. */
-            struct proto_content c;
+        int parsed;
 
-            j->rc = proto_content_parse(j->es[i].content, j->es[i].content_len, &c, &j->err);
-            proto_content_release(&c);
-            if (j->rc)
-                j->rc = fs_err_set(&j->err, FS_EPROTO, "entry %" PRIu64 ": its content: %s", e->seq,
-                                   j->err.msg);
-        }
+        /* The content must be a record too: one that is not would be refused
+         * by every coordinator's pull, and stop it. */
+        j->rc = proto_entry_verify_record(j->es[i].entry, j->es[i].entry_len, j->es[i].sig,
+                                          j->es[i].content, j->es[i].content_len, j->feed,
+                                          (struct proto_entry *)e, j->es[i].hash, NULL, &parsed,
+                                          &j->err);
         if (j->rc) {
             j->bad = i;
             break;

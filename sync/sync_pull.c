@@ -121,6 +121,7 @@ verify_share(void *arg)
     struct proto_entry peek;
     char fhex[17];
     size_t i;
+    int parsed;
 
     for (i = j->from; i < j->to; i++) {
         const struct store_new_entry *e = &j->es[i];
@@ -133,17 +134,14 @@ verify_share(void *arg)
             }
             ef = peek.feed;
         }
-        j->rc = proto_entry_verify_full(e->entry, e->entry_len, e->sig, e->content, e->content_len,
-                                        ef, 0, &j->parsed[i], j->hashes[i], &j->err);
-        if (!j->rc && e->content_len) {
-            /* Signed is not yet well formed: the content must be a record. */
-            j->rc = proto_content_parse(e->content, e->content_len, &j->contents[i], &j->err);
-            if (j->rc)
-                j->rc = fs_err_set(&j->err, FS_EPROTO, "entry %llu: its content: %s",
-                                   (unsigned long long)j->parsed[i].seq, j->err.msg);
-            else
-                j->es[i].content_parsed = &j->contents[i];
-        }
+        j->rc = proto_entry_verify_record(e->entry, e->entry_len, e->sig, e->content,
+                                          e->content_len, ef, &j->parsed[i], j->hashes[i],
+                                          &j->contents[i], &parsed, &j->err);
+        if (parsed)
+            j->es[i].content_parsed = &j->contents[i];
+        else if (!j->rc && e->content_len) /* enc "sealed": reserved, unreadable here */
+            j->rc = fs_err_set(&j->err, FS_EPROTO, "entry %llu: its content is sealed",
+                               (unsigned long long)j->parsed[i].seq);
         if (j->rc) {
             proto_hex_encode(ef, 8, fhex);
             j->rc = fs_err_set(&j->err, FS_EPROTO, "feed %s: %s; nothing of this batch was kept",
