@@ -42,6 +42,12 @@ check_path(const char *v)
     return *v && strlen(v) < 4096 && !strpbrk(v, "\r\n");
 }
 
+static int
+check_role(const char *v)
+{
+    return strcmp(v, "researcher") == 0 || strcmp(v, "coordinator") == 0;
+}
+
 static const struct setting settings[] = {
     {"server", NULL, 1, check_url,
      "the server's URL (https; plain http only to a loopback address)"},
@@ -58,8 +64,8 @@ static const struct setting settings[] = {
     {"connect_timeout_ms", "10000", 1, check_uint, "how long to wait for a connection"},
     {"request_timeout_ms", "600000", 1, check_uint, "the longest one request may take"},
     {"server_key", NULL, 0, NULL, "the server's key, pinned at enrollment"},
-    {"project", NULL, 0, NULL, "the project this device is enrolled in"},
-    {"role", NULL, 0, NULL, "researcher or coordinator"},
+    {"project", NULL, 0, check_text, "the project this device is enrolled in"},
+    {"role", NULL, 0, check_role, "researcher or coordinator"},
 };
 
 static const struct setting *
@@ -207,12 +213,6 @@ print_problem(void *ctx, const char *line)
 }
 
 static int
-check_role(const char *v)
-{
-    return strcmp(v, "researcher") == 0 || strcmp(v, "coordinator") == 0;
-}
-
-static int
 check_count(const char *v) /* 0 allowed */
 {
     return strcmp(v, "0") == 0 || check_uint(v);
@@ -231,8 +231,6 @@ static const struct setting kept[] = {
     {"clock_offset_s", NULL, 0, check_offset, NULL},
     {"last_sync", NULL, 0, check_text, NULL},
     {"last_error", NULL, 0, check_text, NULL},
-    {"role", NULL, 0, check_role, NULL},
-    {"project", NULL, 0, check_text, NULL},
 };
 
 /* Every setting held must be one that config set, enroll or sync could have
