@@ -531,13 +531,21 @@ store_open(const char *home, struct store **out, struct fs_err *err)
     if (r == SQLITE_OK)
         r = sqlite3_step(st);
     if (r != SQLITE_ROW) {
-        rc = r == SQLITE_DONE ? fs_err_set(err, FS_ECORRUPT, "the store has no own feed")
+        rc = r == SQLITE_DONE ? fs_err_set(err, FS_ECORRUPT,
+                                           "the store in %s is damaged: it names no own feed;"
+                                           " nothing was changed — keep a copy of the folder",
+                                           home)
                               : store_sqlerr(s, r, "opening the store", err);
         goto out;
     }
     if (sqlite3_column_bytes(st, 0) != PROTO_KEY_BYTES ||
         memcmp(sqlite3_column_blob(st, 0), s->pk, PROTO_KEY_BYTES) != 0) {
-        rc = fs_err_set(err, FS_ECORRUPT, "the key in %s does not belong to this store", home);
+        /* Either file may be the wrong one: say both, change nothing. */
+        rc = fs_err_set(err, FS_ECORRUPT,
+                        "the key in %s does not belong to its store (the store is damaged,"
+                        " or one of the two files came from elsewhere); nothing was changed"
+                        " — keep a copy of the folder",
+                        home);
         goto out;
     }
     *out = s;

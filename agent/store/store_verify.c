@@ -150,7 +150,8 @@ check_feed(struct verify *v, const unsigned char feed[PROTO_KEY_BYTES], uint64_t
 }
 
 /* A records row as bytes, every column a refresh recomputes (all but
- * last_own_seq, which only grows): 0 when the row is absent. */
+ * last_own_seq, which a refresh only raises; check_view compares it with the
+ * entries itself): 0 when the row is absent. */
 static int
 row_bytes(sqlite3_stmt *cur, struct fs_buf *out)
 {
@@ -175,7 +176,7 @@ row_bytes(sqlite3_stmt *cur, struct fs_buf *out)
 static enum fs_rc
 check_view(struct verify *v, struct fs_err *err)
 {
-    sqlite3_stmt *ids = NULL, *cur = NULL;
+    sqlite3_stmt *ids = NULL, *cur = NULL, *own = NULL;
     struct fs_buf before, after;
     enum fs_rc rc = FS_OK;
     int r;
@@ -192,6 +193,15 @@ check_view(struct verify *v, struct fs_err *err)
             "SELECT state, owner, winner, winner_feed, winner_seq, gen, kind,"
             " observed_ms, n_conflicts, conflict_revs FROM records WHERE id = ?1",
             -1, &cur, NULL);
+    /* last_own_seq says which of this device's entries last touched the record
+     * (what list and status call synced rests on it): the highest seq of this
+     * feed's entries for it, 0 when it has none. */
+    if (r == SQLITE_OK)
+        r = sqlite3_prepare_v2(v->s->db,
+                               "SELECT 1 FROM records WHERE id = ?1 AND last_own_seq IS NOT"
+                               " (SELECT coalesce(max(seq), 0) FROM entries"
+                               "  WHERE record_id = ?1 AND feed = ?2)",
+                               -1, &own, NULL);
     if (r != SQLITE_OK) {
         rc = store_sqlerr(v->s, r, "checking the records view", err);
         goto out;
@@ -207,6 +217,17 @@ check_view(struct verify *v, struct fs_err *err)
         struct fs_err e2;
 
         snprintf(id, sizeof id, "%s", (const char *)sqlite3_column_text(ids, 0));
+        sqlite3_bind_text(own, 1, id, -1, SQLITE_TRANSIENT);
+        sqlite3_bind_blob(own, 2, v->s->pk, PROTO_KEY_BYTES, SQLITE_STATIC);
+        r = sqlite3_step(own);
+        sqlite3_reset(own);
+        if (r != SQLITE_DONE) {
+            if (r == SQLITE_ROW)
+                problem(v, "record %s: the records view differs from its entries", id);
+            else
+                problem(v, "record %s: unreadable (%s)", id, sqlite3_errstr(r));
+            continue;
+        }
         sqlite3_bind_text(cur, 1, id, -1, SQLITE_TRANSIENT);
         had = row_bytes(cur, &before);
         sqlite3_reset(cur);
@@ -231,6 +252,7 @@ check_view(struct verify *v, struct fs_err *err)
 out:
     sqlite3_finalize(ids);
     sqlite3_finalize(cur);
+    sqlite3_finalize(own);
     fs_buf_release(&before);
     fs_buf_release(&after);
     return rc;

@@ -116,6 +116,52 @@ class CoreTest(TempTestCase):
         self.assertEqual(p.returncode, 65)
         self.assertIn("seq 321", p.err)
 
+    def test_damaged_view_is_named_by_verify(self):
+        ids = [self.dev.add("observation", "--note", "n%d" % i) for i in range(4)]
+        self.dev.ok("edit", ids[1], "--note", "changed")
+        self.dev.ok("add", "interview", "--note", "later")
+        self.dev.ok("verify")
+        # Each column of a records row, damaged in turn (last_own_seq both ways: a
+        # lowered one would make list and status call an unsent change synced).
+        for col, value in (("state", 2), ("winner_seq", 1), ("gen", 5), ("kind", "x"),
+                           ("n_conflicts", 1), ("last_own_seq", 1), ("last_own_seq", 9),
+                           ("last_own_seq", 0)):
+            db = self.dev.db()
+            before = db.execute("SELECT %s FROM records WHERE id = ?" % col,
+                                (ids[1],)).fetchone()[0]
+            db.execute("UPDATE records SET %s = ? WHERE id = ?" % col, (value, ids[1]))
+            db.commit()
+            p = self.dev.run("verify")
+            self.assertEqual(p.returncode, 65, "%s=%r: %s" % (col, value, p.err))
+            self.assertIn("record %s: the records view differs" % ids[1], p.err)
+            self.assertNotIn(ids[0], p.err)
+            db.execute("UPDATE records SET %s = ? WHERE id = ?" % col, (before, ids[1]))
+            db.commit()
+            db.close()
+        self.dev.ok("verify")
+
+    def test_key_of_another_store_is_refused(self):
+        rid = self.dev.add("observation", "--note", "kept")
+        other = Device(self.tmp, "other")
+        other.init()
+        with open(os.path.join(self.dev.home, "key"), "rb") as f:
+            mine = f.read()
+        with open(os.path.join(other.home, "key"), "rb") as f:
+            theirs = f.read()
+        db_before = open(os.path.join(self.dev.home, "store.db"), "rb").read()
+        with open(os.path.join(self.dev.home, "key"), "wb") as f:
+            f.write(theirs)
+        for args in (("verify",), ("add", "observation", "--note", "x"), ("list",)):
+            p = self.dev.run(*args)
+            self.assertOneLineError(p, 65)
+            self.assertIn("does not belong to its store", p.err)
+            self.assertIn("nothing was changed", p.err)
+        self.assertEqual(open(os.path.join(self.dev.home, "store.db"), "rb").read(), db_before)
+        with open(os.path.join(self.dev.home, "key"), "wb") as f:
+            f.write(mine)
+        self.dev.ok("verify")
+        self.assertEqual([r["id"] for r in self.dev.records()], [rid])
+
     def test_text_and_numbers_round_trip(self):
         note = "Officials in 宝坻区 and 雄安新区 said: \"move\", then\nnew line\ttab ∑ 🙂"
         rid = self.dev.add("interview", "--site", "Xiongan New Area, Rongcheng",
