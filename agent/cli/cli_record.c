@@ -370,6 +370,16 @@ prompt_into(const char *q, char **slot, struct fs_err *err)
     return rc;
 }
 
+/* A failure of a command that writes a revision: an I/O error says plainly
+ * that nothing was saved. */
+static int
+fail_unsaved(enum fs_rc rc, struct fs_err *err)
+{
+    if (rc == FS_EIO && !strstr(err->msg, "not saved"))
+        fs_err_prefix(err, "not saved: ");
+    return cli_fail(rc, err);
+}
+
 int
 cmd_add(struct cli *cli, const struct cli_cmd *cmd, int argc, char **argv)
 {
@@ -445,9 +455,7 @@ cmd_add(struct cli *cli, const struct cli_cmd *cmd, int argc, char **argv)
     printf("%s\n", id);
     goto out;
 fail:
-    if (rc == FS_EIO && !strstr(err.msg, "not saved"))
-        fs_err_prefix(&err, "not saved: ");
-    code = cli_fail(rc, &err);
+    code = fail_unsaved(rc, &err);
 out:
     proto_content_release(&c);
     cli_args_release(&a);
@@ -460,19 +468,43 @@ resolve_id(struct cli *cli, const char *arg, char id[PROTO_UUID_LEN + 1], struct
     return store_record_find(cli->store, arg, id, err);
 }
 
+/* The current content of the record that arg names (a unique prefix), into c
+ * (initialised by the caller, released by it whatever happens): what edit and
+ * attach build their revision on. */
+static enum fs_rc
+live_content(struct cli *cli, const char *arg, char id[PROTO_UUID_LEN + 1], struct proto_content *c,
+             struct fs_err *err)
+{
+    struct store_record r;
+    enum fs_rc rc;
+
+    rc = resolve_id(cli, arg, id, err);
+    if (!rc)
+        rc = store_record_get(cli->store, id, &r, err);
+    if (rc)
+        return rc;
+    if (r.state != PROTO_REC_LIVE)
+        rc = fs_err_set(err, FS_EINVAL,
+                        r.state == PROTO_REC_TOMBSTONE ? "record %s was deleted"
+                                                       : "record %s has no current revision here",
+                        id);
+    else if (proto_content_parse(r.content, r.content_len, c, err))
+        rc = fs_err_set(err, FS_ECORRUPT, "record %s has unreadable content; run verify", id);
+    store_record_release(&r);
+    return rc;
+}
+
 int
 cmd_edit(struct cli *cli, const struct cli_cmd *cmd, int argc, char **argv)
 {
     struct cli_args a;
     struct proto_content c;
-    struct store_record r;
     struct fs_err err = {{0}};
     char id[PROTO_UUID_LEN + 1];
     enum fs_rc rc;
-    int done, code, have_rec = 0;
+    int done, code;
 
     proto_content_init(&c);
-    memset(&r, 0, sizeof r);
     code = cli_parse(cmd, argc, argv, &a, &done);
     if (code || done)
         goto out;
@@ -480,25 +512,9 @@ cmd_edit(struct cli *cli, const struct cli_cmd *cmd, int argc, char **argv)
         code = cli_usage("usage: fieldsync edit ID [options]");
         goto out;
     }
-    rc = resolve_id(cli, a.pos[0], id, &err);
+    rc = live_content(cli, a.pos[0], id, &c, &err);
     if (rc)
         goto fail;
-    rc = store_record_get(cli->store, id, &r, &err);
-    if (rc)
-        goto fail;
-    have_rec = 1;
-    if (r.state != PROTO_REC_LIVE) {
-        rc = fs_err_set(&err, FS_EINVAL,
-                        r.state == PROTO_REC_TOMBSTONE ? "record %s was deleted"
-                                                       : "record %s has no current revision here",
-                        id);
-        goto fail;
-    }
-    rc = proto_content_parse(r.content, r.content_len, &c, &err);
-    if (rc) {
-        rc = fs_err_set(&err, FS_ECORRUPT, "record %s has unreadable content; run verify", id);
-        goto fail;
-    }
     rc = apply_opts(&a, &c, &err);
     if (rc)
         goto fail;
@@ -515,12 +531,8 @@ cmd_edit(struct cli *cli, const struct cli_cmd *cmd, int argc, char **argv)
         goto fail;
     goto out;
 fail:
-    if (rc == FS_EIO && !strstr(err.msg, "not saved"))
-        fs_err_prefix(&err, "not saved: ");
-    code = cli_fail(rc, &err);
+    code = fail_unsaved(rc, &err);
 out:
-    if (have_rec)
-        store_record_release(&r);
     proto_content_release(&c);
     cli_args_release(&a);
     return code;
@@ -557,12 +569,11 @@ cmd_attach(struct cli *cli, const struct cli_cmd *cmd, int argc, char **argv)
 {
     struct cli_args a;
     struct proto_content c;
-    struct store_record r;
     struct proto_attachment att, *na;
     struct fs_err err = {{0}};
     char id[PROTO_UUID_LEN + 1];
     enum fs_rc rc;
-    int done, code, have = 0;
+    int done, code;
 
     proto_content_init(&c);
     code = cli_parse(cmd, argc, argv, &a, &done);
@@ -572,21 +583,9 @@ cmd_attach(struct cli *cli, const struct cli_cmd *cmd, int argc, char **argv)
         code = cli_usage("usage: fieldsync attach ID FILE");
         goto out;
     }
-    rc = resolve_id(cli, a.pos[0], id, &err);
-    if (!rc)
-        rc = store_record_get(cli->store, id, &r, &err);
+    rc = live_content(cli, a.pos[0], id, &c, &err);
     if (rc)
         goto fail;
-    have = 1;
-    if (r.state != PROTO_REC_LIVE) {
-        rc = fs_err_set(&err, FS_EINVAL, "record %s has no current revision to attach to", id);
-        goto fail;
-    }
-    rc = proto_content_parse(r.content, r.content_len, &c, &err);
-    if (rc) {
-        rc = fs_err_set(&err, FS_ECORRUPT, "record %s has unreadable content; run verify", id);
-        goto fail;
-    }
     if (c.n_attachments >= PROTO_ATTACHMENTS_MAX) {
         rc = fs_err_set(&err, FS_ETOOBIG, "record %s already has %u attachments", id,
                         PROTO_ATTACHMENTS_MAX);
@@ -609,12 +608,8 @@ cmd_attach(struct cli *cli, const struct cli_cmd *cmd, int argc, char **argv)
         goto fail;
     goto out;
 fail:
-    if (rc == FS_EIO && !strstr(err.msg, "not saved"))
-        fs_err_prefix(&err, "not saved: ");
-    code = cli_fail(rc, &err);
+    code = fail_unsaved(rc, &err);
 out:
-    if (have)
-        store_record_release(&r);
     proto_content_release(&c);
     cli_args_release(&a);
     return code;
