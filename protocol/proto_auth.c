@@ -434,3 +434,97 @@ proto_enroll_req_format(const struct proto_enroll_req *r, struct fs_buf *out)
         rc = fs_buf_addc(out, '}');
     return rc;
 }
+
+/* ---- heartbeats ------------------------------------------------------------------- */
+
+static void
+put_u64be(unsigned char *p, uint64_t v)
+{
+    int i;
+
+    for (i = 7; i >= 0; i--, v >>= 8)
+        p[i] = (unsigned char)(v & 0xff);
+}
+
+static uint64_t
+get_u64be(const unsigned char *p)
+{
+    uint64_t v = 0;
+    int i;
+
+    for (i = 0; i < 8; i++)
+        v = v << 8 | p[i];
+    return v;
+}
+
+static void
+heartbeat_payload(const struct proto_heartbeat *hb, unsigned char p[PROTO_HEARTBEAT_PAYLOAD])
+{
+    p[0] = PROTO_HEARTBEAT_VERSION;
+    memcpy(p + 1, hb->feed, PROTO_KEY_BYTES);
+    put_u64be(p + 1 + PROTO_KEY_BYTES, hb->seq);
+    if (hb->seq)
+        memcpy(p + 9 + PROTO_KEY_BYTES, hb->head, PROTO_HASH_BYTES);
+    else
+        memset(p + 9 + PROTO_KEY_BYTES, 0, PROTO_HASH_BYTES);
+    put_u64be(p + 9 + PROTO_KEY_BYTES + PROTO_HASH_BYTES, (uint64_t)hb->at_ms);
+}
+
+void
+proto_heartbeat_line(const struct proto_heartbeat *hb, const unsigned char sk[PROTO_SECRET_BYTES],
+                     char out[PROTO_HEARTBEAT_LINE_LEN + 1])
+{
+    unsigned char raw[PROTO_HEARTBEAT_BYTES];
+
+    heartbeat_payload(hb, raw);
+    proto_sign_tagged(PROTO_TAG_HEARTBEAT, raw, PROTO_HEARTBEAT_PAYLOAD, sk,
+                      raw + PROTO_HEARTBEAT_PAYLOAD);
+    sodium_bin2base64(out, PROTO_HEARTBEAT_LINE_LEN + 1, raw, sizeof raw,
+                      sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+}
+
+enum fs_rc
+proto_heartbeat_parse(const char *line, size_t len, struct proto_heartbeat *out, struct fs_err *err)
+{
+    unsigned char raw[PROTO_HEARTBEAT_BYTES], zero[PROTO_HASH_BYTES] = {0};
+    char again[PROTO_HEARTBEAT_LINE_LEN + 1];
+    size_t got = 0;
+    const char *end = NULL;
+    uint64_t at;
+
+    memset(out, 0, sizeof *out);
+    if (len != PROTO_HEARTBEAT_LINE_LEN)
+        return fs_err_set(err, FS_EINVAL, "a heartbeat line is %d characters, not %zu",
+                          PROTO_HEARTBEAT_LINE_LEN, len);
+    if (sodium_base642bin(raw, sizeof raw, line, len, NULL, &got, &end,
+                          sodium_base64_VARIANT_URLSAFE_NO_PADDING) != 0 ||
+        got != sizeof raw || end != line + len)
+        return fs_err_set(err, FS_EINVAL, "the heartbeat line is not base64url");
+    /* One text per heartbeat: the decoded bytes must encode back to the line. */
+    sodium_bin2base64(again, sizeof again, raw, sizeof raw,
+                      sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+    if (memcmp(again, line, len) != 0)
+        return fs_err_set(err, FS_EINVAL, "the heartbeat line is not in canonical base64url");
+    if (raw[0] != PROTO_HEARTBEAT_VERSION)
+        return fs_err_set(err, FS_EINVAL, "unknown heartbeat version %u", raw[0]);
+    memcpy(out->feed, raw + 1, PROTO_KEY_BYTES);
+    out->seq = get_u64be(raw + 1 + PROTO_KEY_BYTES);
+    memcpy(out->head, raw + 9 + PROTO_KEY_BYTES, PROTO_HASH_BYTES);
+    at = get_u64be(raw + 9 + PROTO_KEY_BYTES + PROTO_HASH_BYTES);
+    if (out->seq > PROTO_MAX_SAFE_INT)
+        return fs_err_set(err, FS_EINVAL, "the heartbeat's seq is out of range");
+    if ((out->seq == 0) != (memcmp(out->head, zero, sizeof zero) == 0))
+        return fs_err_set(err, FS_EINVAL, "the heartbeat's head does not fit its seq");
+    if (at > (uint64_t)INT64_MAX)
+        return fs_err_set(err, FS_EINVAL, "the heartbeat's time is out of range");
+    out->at_ms = (int64_t)at;
+    switch (proto_verify_tagged(PROTO_TAG_HEARTBEAT, raw, PROTO_HEARTBEAT_PAYLOAD,
+                                raw + PROTO_HEARTBEAT_PAYLOAD, out->feed)) {
+    case FS_OK:
+        return FS_OK;
+    case FS_ENOMEM:
+        return fs_err_set(err, FS_ENOMEM, "out of memory");
+    default:
+        return fs_err_set(err, FS_EPROTO, "the heartbeat's signature does not verify");
+    }
+}

@@ -98,6 +98,34 @@ FS_WUR enum fs_rc proto_enroll_req_format(const struct proto_enroll_req *r, stru
 /* Whether s is an acceptable device name. */
 int proto_name_valid(const char *s);
 
+/* ---- heartbeats -------------------------------------------------------------------- */
+/* A feed's signed word on what it holds, short enough for a text message or a
+ * note read out over a phone: the line is base64url, without padding, of
+ * payload ‖ sig, where payload is
+ *   u8 version = 1 | 32-byte feed key | u64 seq | 32-byte head | i64 unix ms
+ * (integers big-endian; head all zero exactly when seq is 0) and sig is
+ * Ed25519(feed key, "fieldsync-heartbeat-v1\0" ‖ payload). Anyone may carry
+ * it; it says nothing the feed's own entries would not. */
+#define PROTO_HEARTBEAT_VERSION  1
+#define PROTO_HEARTBEAT_PAYLOAD  (1 + PROTO_KEY_BYTES + 8 + PROTO_HASH_BYTES + 8)
+#define PROTO_HEARTBEAT_BYTES    (PROTO_HEARTBEAT_PAYLOAD + PROTO_SIG_BYTES)
+#define PROTO_HEARTBEAT_LINE_LEN ((PROTO_HEARTBEAT_BYTES * 4 + 2) / 3) /* 194 */
+struct proto_heartbeat {
+    unsigned char feed[PROTO_KEY_BYTES];
+    uint64_t seq; /* the feed's last seq on that device */
+    unsigned char head[PROTO_HASH_BYTES];
+    int64_t at_ms; /* the device's clock when it wrote the line */
+};
+void proto_heartbeat_line(const struct proto_heartbeat *hb,
+                          const unsigned char sk[PROTO_SECRET_BYTES],
+                          char out[PROTO_HEARTBEAT_LINE_LEN + 1]);
+/* Strict: exactly PROTO_HEARTBEAT_LINE_LEN characters of canonical base64url,
+ * version 1, seq at most 2^53 - 1, head zero exactly when seq is 0, a time not
+ * before 1970; FS_EINVAL with the reason. Then the signature against the feed
+ * key it names: FS_EPROTO when it fails. */
+FS_WUR enum fs_rc proto_heartbeat_parse(const char *line, size_t len,
+                                        struct proto_heartbeat *out /* OUT */, struct fs_err *err);
+
 /* ---- server-signed JSON ----------------------------------------------------------- */
 
 /* Appends {"signed":"<json escaped>","sig":"<hex>"} to out, signing the JSON

@@ -123,6 +123,16 @@ void srv_db_put(struct srv *s, struct srv_db *db);
 
 int64_t srv_now_ms(void);
 
+struct proto_heartbeat;
+/* Records a heartbeat (already checked by proto_heartbeat_parse) for its
+ * feed, for POST /v1/heartbeats and `fieldsync-server heartbeat`: FS_OK (f the
+ * feed's row as it was before), FS_ENOTFOUND when the feed is not enrolled,
+ * FS_EAUTH when it was revoked, FS_ECONFLICT when the heartbeat names another
+ * entry than the one held at its seq (the feed is then flagged as forked). */
+FS_WUR enum fs_rc srv_heartbeat_record(const struct srv_db_ops *ops, struct srv_db *db,
+                                       const struct proto_heartbeat *hb, int64_t now_ms,
+                                       struct srv_feed *f, struct fs_err *err);
+
 /* Serves until SIGTERM or SIGINT (srv_http.c). */
 FS_WUR enum fs_rc srv_serve(struct srv *s, struct fs_err *err);
 

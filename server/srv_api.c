@@ -296,6 +296,49 @@ enroll(struct srv *s, struct srv_db *db, const struct srv_req *rq, struct srv_re
                f.project);
 }
 
+/* POST /v1/heartbeats: a feed's signed line, from whoever carries it. The
+ * answer says only what the line itself said. */
+static void
+heartbeat(struct srv *s, struct srv_db *db, const struct srv_req *rq, struct srv_resp *rs)
+{
+    struct proto_heartbeat hb;
+    struct srv_feed f;
+    struct fs_err err;
+    size_t len = rq->body_len;
+    enum fs_rc rc;
+
+    if (len && rq->body[len - 1] == '\n')
+        len--;
+    if (len && rq->body[len - 1] == '\r')
+        len--;
+    rc = proto_heartbeat_parse((const char *)rq->body, len, &hb, &err);
+    if (rc) {
+        srv_resp_error(s, rs, 400, rc == FS_EPROTO ? "bad_signature" : "malformed", err.msg);
+        return;
+    }
+    rc = srv_heartbeat_record(s->ops, db, &hb, srv_now_ms(), &f, &err);
+    switch (rc) {
+    case FS_OK:
+        json_ok(rs);
+        if (fs_buf_adds(&rs->body, "{\"feed\":") ||
+            proto_jw_hex(&rs->body, hb.feed, PROTO_KEY_BYTES) ||
+            fs_buf_printf(&rs->body, ",\"attested_seq\":%" PRIu64 "}", hb.seq))
+            srv_resp_error(s, rs, 500, "internal", "out of memory");
+        break;
+    case FS_ENOTFOUND:
+        srv_resp_error(s, rs, 403, "unknown_feed", err.msg);
+        break;
+    case FS_EAUTH:
+        srv_resp_error(s, rs, 403, "revoked", err.msg);
+        break;
+    case FS_ECONFLICT:
+        error_with(s, rs, 409, "fork", err.msg, "seq", (int64_t)hb.seq);
+        break;
+    default:
+        storage_error(s, rs, rc, &err);
+    }
+}
+
 /* "/v1/feeds/<64 hex>/<rest>": the feed and the rest, or -1. */
 static int
 feed_path(const char *url, unsigned char feed[PROTO_KEY_BYTES], const char **rest)
@@ -804,7 +847,7 @@ listing_one(void *ctx, const struct srv_feed *f)
 {
     struct listing *l = ctx;
     struct fs_buf *j = l->j;
-    char last[PROTO_TIME_MAX_LEN], enrolled[PROTO_TIME_MAX_LEN];
+    char last[PROTO_TIME_MAX_LEN], enrolled[PROTO_TIME_MAX_LEN], attested[PROTO_TIME_MAX_LEN];
     uint64_t missing = 0;
     struct fs_err err;
 
@@ -814,6 +857,7 @@ listing_one(void *ctx, const struct srv_feed *f)
     }
     proto_time_format_ms(f->last_contact_ms, last);
     proto_time_format_ms(f->enrolled_ms, enrolled);
+    proto_time_format_ms(f->attested_ms, attested);
     l->rc = fs_buf_adds(j, l->first ? "{\"feed\":" : ",{\"feed\":");
     l->first = 0;
     if (!l->rc)
@@ -827,6 +871,9 @@ listing_one(void *ctx, const struct srv_feed *f)
                               srv_role_name(f->role), f->have_seq);
     if (!l->rc)
         l->rc = f->has_head ? proto_jw_hex(j, f->head, PROTO_HASH_BYTES) : fs_buf_adds(j, "null");
+    if (!l->rc)
+        l->rc = f->attested_ms ? fs_buf_printf(j, ",\"attested_at\":\"%s\"", attested)
+                               : fs_buf_adds(j, ",\"attested_at\":null");
     if (!l->rc)
         l->rc = fs_buf_printf(
             j,
@@ -1062,6 +1109,10 @@ srv_api_route_known(const char *method, const char *url, size_t *max_body)
         *max_body = SRV_JSON_BODY_MAX;
         return 1;
     }
+    if (strcmp(url, "/v1/heartbeats") == 0 && strcmp(method, "POST") == 0) {
+        *max_body = PROTO_HEARTBEAT_LINE_LEN + 2; /* the line and a CR LF */
+        return 1;
+    }
     if (feed_path(url, feed, &rest) == 0) {
         if (strcmp(rest, "head") == 0 || strcmp(rest, "corrections") == 0)
             return strcmp(method, "GET") == 0;
@@ -1097,6 +1148,8 @@ srv_api_handle(struct srv *s, const struct srv_req *rq, struct srv_resp *rs)
     }
     if (strcmp(rq->url, "/v1/enroll") == 0)
         enroll(s, db, rq, rs);
+    else if (strcmp(rq->url, "/v1/heartbeats") == 0)
+        heartbeat(s, db, rq, rs);
     else if (feed_path(rq->url, feed, &rest) == 0 && strcmp(rest, "head") == 0)
         head(s, db, rq, feed, rs);
     else if (feed_path(rq->url, feed, &rest) == 0 && strcmp(rest, "entries") == 0 &&

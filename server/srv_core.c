@@ -4,6 +4,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "proto_auth.h"
 #include "srv.h"
 
 int64_t
@@ -133,4 +134,43 @@ srv_db_put(struct srv *s, struct srv_db *db)
     pthread_mutex_unlock(&s->pool_lock);
     if (db)
         s->ops->close(db);
+}
+
+enum fs_rc
+srv_heartbeat_record(const struct srv_db_ops *ops, struct srv_db *db,
+                     const struct proto_heartbeat *hb, int64_t now_ms, struct srv_feed *f,
+                     struct fs_err *err)
+{
+    unsigned char held[PROTO_HASH_BYTES];
+    enum fs_rc rc;
+
+    rc = ops->feed_get(db, hb->feed, f, err);
+    if (rc == FS_ENOTFOUND)
+        return fs_err_set(err, FS_ENOTFOUND, "the heartbeat's device is not enrolled here");
+    if (rc)
+        return rc;
+    /* A revoked device's word is not taken: past accept_through it could
+     * claim anything. */
+    if (f->revoked)
+        return fs_err_set(err, FS_EAUTH, "the heartbeat's device was revoked by the project");
+    if (hb->seq && hb->seq <= f->have_seq) {
+        /* Entries are append-only: what is held at seq is settled. */
+        rc = ops->entry_hash(db, hb->feed, hb->seq, held, err);
+        if (rc)
+            return rc == FS_ENOTFOUND ? fs_err_set(err, FS_ECORRUPT,
+                                                   "entry %llu of a feed is missing below its head",
+                                                   (unsigned long long)hb->seq)
+                                      : rc;
+        if (sodium_memcmp(held, hb->head, PROTO_HASH_BYTES) != 0) {
+            rc = ops->feed_flag_fork(db, hb->feed, hb->seq, now_ms, err);
+            if (rc)
+                return rc;
+            return fs_err_set(err, FS_ECONFLICT,
+                              "the heartbeat names another entry %llu than the one the server"
+                              " holds: that store was copied or restored; it must get a new key",
+                              (unsigned long long)hb->seq);
+        }
+    }
+    rc = ops->feed_attest(db, hb->feed, hb->seq, hb->at_ms, now_ms, err);
+    return rc == FS_ENOTFOUND ? FS_OK : rc; /* no news: an older or repeated heartbeat */
 }

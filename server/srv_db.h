@@ -48,7 +48,8 @@ struct srv_feed {
     uint64_t fork_seq; /* with SRV_FLAG_FORK: the first divergent seq */
     int64_t enrolled_ms, last_contact_ms;
     uint64_t receipt_seq;  /* have_seq of the last receipt sent */
-    uint64_t attested_seq; /* what its last heartbeat said it holds */
+    uint64_t attested_seq; /* the most a heartbeat of it said it holds */
+    int64_t attested_ms;   /* when that heartbeat was written (its clock) */
 };
 
 struct srv_token {
@@ -163,6 +164,11 @@ struct srv_db_ops {
     /* Remembers the have_seq of the receipt just signed and the contact time. */
     enum fs_rc (*feed_touch)(struct srv_db *db, const unsigned char feed[PROTO_KEY_BYTES],
                              uint64_t receipt_seq, int64_t now_ms, struct fs_err *err);
+    /* Records a verified heartbeat: attested_seq and attested_ms become seq
+     * and at_ms when seq is higher, or the same and at_ms later; an audit row
+     * then. FS_ENOTFOUND when nothing changed (or no such feed). */
+    enum fs_rc (*feed_attest)(struct srv_db *db, const unsigned char feed[PROTO_KEY_BYTES],
+                              uint64_t seq, int64_t at_ms, int64_t now_ms, struct fs_err *err);
     /* The hash of the entry at seq, FS_ENOTFOUND if not held. */
     enum fs_rc (*entry_hash)(struct srv_db *db, const unsigned char feed[PROTO_KEY_BYTES],
                              uint64_t seq, unsigned char out[PROTO_HASH_BYTES], struct fs_err *err);

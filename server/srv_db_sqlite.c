@@ -136,6 +136,9 @@ static const char *const migrations[] = {
     "  offset INTEGER NOT NULL DEFAULT 0,"
     "  complete INTEGER NOT NULL DEFAULT 0"
     ") WITHOUT ROWID;",
+    /* 3 -> 4: heartbeats. attested_seq (there from the start) and the time
+     * its heartbeat was written, by the device's clock. */
+    "ALTER TABLE feeds ADD COLUMN attested_ms INTEGER NOT NULL DEFAULT 0;",
 };
 
 #define SCHEMA_VERSION ((int)FS_ARRAY_LEN(migrations))
@@ -481,7 +484,7 @@ copy_text(char *dst, size_t cap, const unsigned char *src)
 
 #define FEED_COLS                                                                                  \
     "feed, project, role, name, have_seq, head, revoked, accept_through, flags, fork_seq,"         \
-    " enrolled_ms, last_contact_ms, receipt_seq, attested_seq"
+    " enrolled_ms, last_contact_ms, receipt_seq, attested_seq, attested_ms"
 
 static void
 row_feed(sqlite3_stmt *st, struct srv_feed *f)
@@ -507,6 +510,7 @@ row_feed(sqlite3_stmt *st, struct srv_feed *f)
     f->last_contact_ms = sqlite3_column_int64(st, 11);
     f->receipt_seq = (uint64_t)sqlite3_column_int64(st, 12);
     f->attested_seq = (uint64_t)sqlite3_column_int64(st, 13);
+    f->attested_ms = sqlite3_column_int64(st, 14);
 }
 
 static enum fs_rc
@@ -743,10 +747,11 @@ sq_feed_list(struct srv_db *db, const char *project, srv_feed_cb cb, void *ctx, 
     return r == SQLITE_DONE ? FS_OK : sqlerr(db, r, "listing feeds", err);
 }
 
-/* Runs sql (?1 the feed, ?2 a) and appends an audit row, in one transaction. */
+/* Runs sql (?1 the feed, ?2 a, ?3 b) and appends an audit row, in one
+ * transaction. FS_ENOTFOUND when it changed no row. */
 static enum fs_rc
 update_feed(struct srv_db *db, const char *sql, const unsigned char feed[PROTO_KEY_BYTES],
-            int64_t a, int64_t now_ms, const char *event, struct fs_err *err)
+            int64_t a, int64_t b, int64_t now_ms, const char *event, struct fs_err *err)
 {
     sqlite3_stmt *st = NULL;
     char detail[64];
@@ -761,6 +766,8 @@ update_feed(struct srv_db *db, const char *sql, const unsigned char feed[PROTO_K
         goto fail;
     sqlite3_bind_blob(st, 1, feed, PROTO_KEY_BYTES, SQLITE_STATIC);
     sqlite3_bind_int64(st, 2, a);
+    if (sqlite3_bind_parameter_count(st) >= 3)
+        sqlite3_bind_int64(st, 3, b);
     r = sqlite3_step(st);
     done(db, st);
     if (r != SQLITE_DONE) {
@@ -788,7 +795,7 @@ sq_feed_revoke(struct srv_db *db, const unsigned char feed[PROTO_KEY_BYTES],
                uint64_t accept_through, int64_t now_ms, struct fs_err *err)
 {
     return update_feed(db, "UPDATE feeds SET revoked = 1, accept_through = ?2 WHERE feed = ?1",
-                       feed, (int64_t)accept_through, now_ms, "revoke", err);
+                       feed, (int64_t)accept_through, 0, now_ms, "revoke", err);
 }
 
 static enum fs_rc
@@ -799,7 +806,17 @@ sq_feed_flag_fork(struct srv_db *db, const unsigned char feed[PROTO_KEY_BYTES], 
                        "UPDATE feeds SET flags = flags | 1,"
                        " fork_seq = CASE WHEN fork_seq = 0 OR fork_seq > ?2 THEN ?2"
                        " ELSE fork_seq END WHERE feed = ?1",
-                       feed, (int64_t)seq, now_ms, "fork", err);
+                       feed, (int64_t)seq, 0, now_ms, "fork", err);
+}
+
+static enum fs_rc
+sq_feed_attest(struct srv_db *db, const unsigned char feed[PROTO_KEY_BYTES], uint64_t seq,
+               int64_t at_ms, int64_t now_ms, struct fs_err *err)
+{
+    return update_feed(db,
+                       "UPDATE feeds SET attested_seq = ?2, attested_ms = ?3 WHERE feed = ?1"
+                       " AND (?2 > attested_seq OR (?2 = attested_seq AND ?3 > attested_ms))",
+                       feed, (int64_t)seq, at_ms, now_ms, "heartbeat", err);
 }
 
 static enum fs_rc
@@ -1859,6 +1876,7 @@ const struct srv_db_ops srv_db_sqlite_ops = {
     .feed_revoke = sq_feed_revoke,
     .feed_flag_fork = sq_feed_flag_fork,
     .feed_touch = sq_feed_touch,
+    .feed_attest = sq_feed_attest,
     .entry_hash = sq_entry_hash,
     .push_apply = sq_push_apply,
     .push_apply_group = sq_push_apply_group,

@@ -69,6 +69,8 @@ usage(void)
           "  device list [--project P] [--json]\n"
           "  device revoke FEED [--accept-through SEQ]\n"
           "  check                                 re-verify every stored chain and signature\n"
+          "  heartbeat LINE|-                      record a device's heartbeat carried by hand\n"
+          "  completeness [--project P] [--json]   per device: held, attested, what is missing\n"
           "\n"
           "Run it as the owner of the data folder (e.g. sudo -u fieldsync fieldsync-server ...).\n",
           stderr);
@@ -518,22 +520,38 @@ cmd_token_create(const struct opts *o)
 
 struct list_ctx {
     int json, first;
+    int completeness; /* the completeness report, not the device list */
     struct srv *s;
     struct srv_db *db;
+    uint64_t feeds, incomplete, lacking, files;
 };
+
+/* Entries a feed has attested (by heartbeat) that the server does not hold. */
+static uint64_t
+lacking_of(const struct srv_feed *f)
+{
+    return f->attested_seq > f->have_seq ? f->attested_seq - f->have_seq : 0;
+}
 
 static int
 list_one(void *ctx, const struct srv_feed *f)
 {
     struct list_ctx *lc = ctx;
-    char hex[2 * PROTO_KEY_BYTES + 1], flags[96] = "", last[PROTO_TIME_MAX_LEN];
-    uint64_t missing = 0;
+    char hex[2 * PROTO_KEY_BYTES + 1], flags[128] = "", last[PROTO_TIME_MAX_LEN];
+    char attested[PROTO_TIME_MAX_LEN] = "-";
+    uint64_t missing = 0, lacking = lacking_of(f);
     struct fs_err err;
 
     proto_hex_encode(f->feed, PROTO_KEY_BYTES, hex);
     proto_time_format_ms(f->last_contact_ms, last);
+    if (f->attested_ms)
+        proto_time_format_ms(f->attested_ms, attested);
     if (lc->s->ops->blob_missing(lc->db, f->feed, &missing, &err) != FS_OK)
         missing = 0;
+    lc->feeds++;
+    lc->incomplete += (lacking || missing) ? 1 : 0;
+    lc->lacking += lacking;
+    lc->files += missing;
     if (f->flags & SRV_FLAG_FORK)
         snprintf(flags + strlen(flags), sizeof flags - strlen(flags), "fork@%" PRIu64 " ",
                  f->fork_seq);
@@ -542,6 +560,9 @@ list_one(void *ctx, const struct srv_feed *f)
     if (f->revoked)
         snprintf(flags + strlen(flags), sizeof flags - strlen(flags), "revoked<=%" PRIu64 " ",
                  f->accept_through);
+    if (lacking)
+        snprintf(flags + strlen(flags), sizeof flags - strlen(flags), "lacks=%" PRIu64 " ",
+                 lacking);
     if (missing)
         snprintf(flags + strlen(flags), sizeof flags - strlen(flags), "files-missing=%" PRIu64,
                  missing);
@@ -552,14 +573,19 @@ list_one(void *ctx, const struct srv_feed *f)
         json_decref(js);
         printf("%s{\"feed\":\"%s\",\"project\":\"%s\",\"name\":%s,\"role\":\"%s\","
                "\"have_seq\":%" PRIu64 ",\"receipt_seq\":%" PRIu64 ",\"attested_seq\":%" PRIu64
-               ",\"last_contact\":\"%s\",\"fork\":%s,\"fork_seq\":%" PRIu64
-               ",\"contested\":%s,\"revoked\":%s,\"blobs_missing\":%" PRIu64 "}",
+               ",\"attested_at\":",
                lc->first ? "" : ",\n", hex, f->project, name ? name : "null",
-               srv_role_name(f->role), f->have_seq, f->receipt_seq, f->attested_seq, last,
-               (f->flags & SRV_FLAG_FORK) ? "true" : "false", f->fork_seq,
+               srv_role_name(f->role), f->have_seq, f->receipt_seq, f->attested_seq);
+        printf(f->attested_ms ? "\"%s\"" : "%.0snull", attested);
+        printf(",\"lacking\":%" PRIu64 ",\"last_contact\":\"%s\",\"fork\":%s,\"fork_seq\":%" PRIu64
+               ",\"contested\":%s,\"revoked\":%s,\"blobs_missing\":%" PRIu64 "}",
+               lacking, last, (f->flags & SRV_FLAG_FORK) ? "true" : "false", f->fork_seq,
                (f->flags & SRV_FLAG_CONTESTED) ? "true" : "false", f->revoked ? "true" : "false",
                missing);
         free(name);
+    } else if (lc->completeness) {
+        printf("%.16s  %-12s %-24.24s have %-7" PRIu64 " attested %-7" PRIu64 " at %.16s  %s\n",
+               hex, f->project, f->name, f->have_seq, f->attested_seq, attested, flags);
     } else {
         printf("%.16s  %-12s %-11s %-24.24s have %-7" PRIu64 " receipt %-7" PRIu64
                " last %.16s  %s\n",
@@ -570,15 +596,21 @@ list_one(void *ctx, const struct srv_feed *f)
     return 0;
 }
 
+/* device list and completeness: one line (or object) per feed; the
+ * completeness report ends with what is missing, all told. */
 static int
-cmd_device_list(const struct opts *o)
+cmd_device_list(const struct opts *o, int completeness)
 {
     struct srv s;
     struct srv_db *db = NULL;
     struct fs_err err = {{0}};
-    struct list_ctx lc = {o->json, 1, NULL, NULL};
+    struct list_ctx lc;
     enum fs_rc rc;
 
+    memset(&lc, 0, sizeof lc);
+    lc.json = o->json;
+    lc.first = 1;
+    lc.completeness = completeness;
     rc = open_srv(&s, o, &err);
     if (!rc)
         rc = srv_db_get(&s, &db, &err);
@@ -586,14 +618,78 @@ cmd_device_list(const struct opts *o)
         lc.s = &s;
         lc.db = db;
         if (lc.json)
-            printf("[");
+            printf(completeness ? "{\"feeds\":[" : "[");
         rc = s.ops->feed_list(db, o->project, list_one, &lc, &err);
-        if (lc.json)
+        if (lc.json && !completeness)
             printf("]\n");
+        if (lc.json && completeness)
+            printf("],\"devices\":%" PRIu64 ",\"incomplete\":%" PRIu64 ",\"lacking\":%" PRIu64
+                   ",\"blobs_missing\":%" PRIu64 ",\"complete\":%s}\n",
+                   lc.feeds, lc.incomplete, lc.lacking, lc.files, lc.incomplete ? "false" : "true");
         srv_db_put(&s, db);
     }
     srv_close(&s);
-    return rc ? fail(rc, &err) : EX_OK;
+    if (rc)
+        return fail(rc, &err);
+    if (completeness && !lc.json) {
+        if (lc.incomplete)
+            printf("incomplete: %" PRIu64 " of %" PRIu64 " devices; %" PRIu64
+                   " entries attested by heartbeat are not here, %" PRIu64 " files missing\n",
+                   lc.incomplete, lc.feeds, lc.lacking, lc.files);
+        else
+            printf("complete: %" PRIu64 " devices; every entry attested by heartbeat and every"
+                   " referenced file is here\n",
+                   lc.feeds);
+    }
+    return EX_OK;
+}
+
+/* heartbeat LINE (or - to read it from stdin): a line carried by other means
+ * than the device's own link, recorded as POST /v1/heartbeats would. */
+static int
+cmd_heartbeat(const struct opts *o)
+{
+    struct srv s;
+    struct srv_db *db = NULL;
+    struct fs_err err = {{0}};
+    struct proto_heartbeat hb;
+    struct srv_feed f;
+    char buf[PROTO_HEARTBEAT_LINE_LEN + 64], hex[2 * PROTO_KEY_BYTES + 1];
+    const char *line = o->pos[0];
+    size_t len;
+    enum fs_rc rc;
+
+    if (strcmp(line, "-") == 0) {
+        if (!fgets(buf, sizeof buf, stdin))
+            buf[0] = 0;
+        line = buf;
+    }
+    len = strlen(line);
+    while (len && (line[len - 1] == '\n' || line[len - 1] == '\r' || line[len - 1] == ' '))
+        len--;
+    rc = proto_heartbeat_parse(line, len, &hb, &err);
+    if (rc)
+        return fail(rc == FS_EPROTO ? FS_EINVAL : rc, &err);
+    rc = open_srv(&s, o, &err);
+    if (rc)
+        return fail(rc, &err);
+    rc = srv_db_get(&s, &db, &err);
+    if (!rc) {
+        rc = srv_heartbeat_record(s.ops, db, &hb, srv_now_ms(), &f, &err);
+        srv_db_put(&s, db);
+    }
+    srv_close(&s);
+    if (rc)
+        return fail(rc, &err);
+    proto_hex_encode(hb.feed, PROTO_KEY_BYTES, hex);
+    if (hb.seq > f.have_seq)
+        printf("recorded: %.16s (%s) holds %" PRIu64 " entries; the server has %" PRIu64
+               ", %" PRIu64 " to come\n",
+               hex, f.name, hb.seq, f.have_seq, hb.seq - f.have_seq);
+    else
+        printf("recorded: %.16s (%s) holds %" PRIu64 " entries; the server has them all\n", hex,
+               f.name, hb.seq);
+    return EX_OK;
 }
 
 static int
@@ -796,7 +892,11 @@ main(int argc, char **argv)
     if (sub && strcmp(cmd, "token") == 0 && o.npos == 1 && strcmp(o.pos[0], "create") == 0)
         return cmd_token_create(&o);
     if (sub && strcmp(cmd, "device") == 0 && o.npos == 1 && strcmp(o.pos[0], "list") == 0)
-        return cmd_device_list(&o);
+        return cmd_device_list(&o, 0);
+    if (strcmp(cmd, "completeness") == 0 && o.npos == 0)
+        return cmd_device_list(&o, 1);
+    if (strcmp(cmd, "heartbeat") == 0 && o.npos == 1)
+        return cmd_heartbeat(&o);
     if (sub && strcmp(cmd, "device") == 0 && o.npos == 2 && strcmp(o.pos[0], "revoke") == 0) {
         o.pos[2] = o.pos[1];
         o.npos = 3;

@@ -126,5 +126,6 @@ int cmd_verify(struct cli *, const struct cli_cmd *, int, char **);
 int cmd_export(struct cli *, const struct cli_cmd *, int, char **);
 int cmd_attach(struct cli *, const struct cli_cmd *, int, char **);
 int cmd_gc(struct cli *, const struct cli_cmd *, int, char **);
+int cmd_heartbeat(struct cli *, const struct cli_cmd *, int, char **);
 
 #endif

@@ -1,6 +1,8 @@
 /* init, config and verify: setting a store up and checking it. */
 #include "cli.h"
 
+#include "proto_auth.h"
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -291,6 +293,35 @@ cmd_verify(struct cli *cli, const struct cli_cmd *cmd, int argc, char **argv)
     printf("ok: %llu entries, their chains, signatures and content verified; receipts and "
            "settings too\n",
            (unsigned long long)entries);
+out:
+    cli_args_release(&a);
+    return code;
+}
+
+/* heartbeat: a short signed line saying what this device holds, for a
+ * coordinator to carry to the server when the laptop cannot reach it. */
+int
+cmd_heartbeat(struct cli *cli, const struct cli_cmd *cmd, int argc, char **argv)
+{
+    struct cli_args a;
+    struct fs_err err = {{0}};
+    char line[PROTO_HEARTBEAT_LINE_LEN + 1];
+    enum fs_rc rc;
+    int done, code;
+
+    code = cli_parse(cmd, argc, argv, &a, &done);
+    if (code || done)
+        goto out;
+    if (a.npos) {
+        code = cli_usage("usage: fieldsync heartbeat");
+        goto out;
+    }
+    rc = store_heartbeat(cli->store, line, &err);
+    if (rc) {
+        code = cli_fail(rc, &err);
+        goto out;
+    }
+    printf("%s\n", line);
 out:
     cli_args_release(&a);
     return code;

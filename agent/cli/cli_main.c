@@ -84,6 +84,11 @@ static const struct cli_cmd commands[] = {
      cmd_status, 1},
     {"verify", "", "Re-check the store: database, every chain, signature and content hash.",
      no_opts, cmd_verify, 1},
+    {"heartbeat", "",
+     "Print a short signed line saying what this device holds. Anyone may carry it to the\n"
+     "server (a text message, a phone call, a coordinator's laptop): 'fieldsync-server\n"
+     "heartbeat LINE' records it, and the completeness report then shows what is missing.",
+     no_opts, cmd_heartbeat, 1},
     {"enroll", "URL (--token T | --token-file F|-) [--cacert F]",
      "Join a project's server with an enrollment token.", NULL, cli_exec_remote, 0},
     {"sync", "[--quiet]", "Push now what the server lacks; fetch coordinators' corrections.", NULL,

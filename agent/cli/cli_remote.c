@@ -356,7 +356,7 @@ cmd_devices(struct cli *cli, const struct cli_cmd *cmd, int argc, char **argv)
     {
         unsigned char feed[PROTO_KEY_BYTES];
         struct store_feed_info fi;
-        uint64_t have = 0, receipt = 0, fork_seq = 0;
+        uint64_t have = 0, receipt = 0, fork_seq = 0, attested = 0;
         const char *name = json_string_value(json_object_get(f, "name"));
         const char *role = json_string_value(json_object_get(f, "role"));
         const char *last = json_string_value(json_object_get(f, "last_contact"));
@@ -370,6 +370,7 @@ cmd_devices(struct cli *cli, const struct cli_cmd *cmd, int argc, char **argv)
             proto_json_uint(json_object_get(f, "have_seq"), 0, &have) ||
             proto_json_uint(json_object_get(f, "receipt_seq"), 0, &receipt) ||
             proto_json_uint(json_object_get(f, "fork_seq"), 0, &fork_seq) ||
+            proto_json_uint(json_object_get(f, "attested_seq"), 0, &attested) ||
             proto_json_uint(json_object_get(f, "blobs_missing"), 0, &missing) || !name || !role ||
             !last) {
             code = cli_fail(FS_EPROTO, NULL);
@@ -389,17 +390,18 @@ cmd_devices(struct cli *cli, const struct cli_cmd *cmd, int argc, char **argv)
             char *n = json_dumps(json_object_get(f, "name"), JSON_ENCODE_ANY);
 
             printf("%s{\"feed\":\"%s\",\"name\":%s,\"role\":\"%s\",\"have_seq\":%llu,"
-                   "\"held_here\":%llu,\"receipt_seq\":%llu,\"last_contact\":\"%s\","
+                   "\"held_here\":%llu,\"receipt_seq\":%llu,\"attested_seq\":%llu,"
+                   "\"last_contact\":\"%s\","
                    "\"fork\":%s,\"fork_seq\":%llu,\"contested\":%s,\"revoked\":%s,"
                    "\"blobs_missing\":%llu}",
                    i ? "," : "", hex, n ? n : "null", role, (unsigned long long)have,
-                   (unsigned long long)fi.have_seq, (unsigned long long)receipt, last,
-                   fork ? "true" : "false", (unsigned long long)fork_seq,
-                   contested ? "true" : "false", revoked ? "true" : "false",
-                   (unsigned long long)missing);
+                   (unsigned long long)fi.have_seq, (unsigned long long)receipt,
+                   (unsigned long long)attested, last, fork ? "true" : "false",
+                   (unsigned long long)fork_seq, contested ? "true" : "false",
+                   revoked ? "true" : "false", (unsigned long long)missing);
             free(n);
         } else {
-            char flags[64] = "";
+            char flags[128] = "";
 
             if (fork)
                 snprintf(flags, sizeof flags, "FORK@%llu ", (unsigned long long)fork_seq);
@@ -409,6 +411,9 @@ cmd_devices(struct cli *cli, const struct cli_cmd *cmd, int argc, char **argv)
                 snprintf(flags + strlen(flags), sizeof flags - strlen(flags), "revoked ");
             if (fi.have_seq < have)
                 snprintf(flags + strlen(flags), sizeof flags - strlen(flags), "pull-needed ");
+            if (attested > have)
+                snprintf(flags + strlen(flags), sizeof flags - strlen(flags), "lacks=%llu ",
+                         (unsigned long long)(attested - have));
             if (missing)
                 snprintf(flags + strlen(flags), sizeof flags - strlen(flags), "files-missing=%llu",
                          (unsigned long long)missing);

@@ -246,6 +246,11 @@ struct store_feed_info {
 };
 FS_WUR enum fs_rc store_feed_info(struct store *s, const unsigned char feed[PROTO_KEY_BYTES],
                                   struct store_feed_info *out /* OUT */, struct fs_err *err);
+/* This device's heartbeat line (proto_heartbeat_line): its feed's last seq
+ * and head, checked against the entry held there (FS_ECORRUPT if they differ),
+ * signed now. */
+FS_WUR enum fs_rc store_heartbeat(struct store *s, char *line /* PROTO_HEARTBEAT_LINE_LEN + 1 */,
+                                  struct fs_err *err);
 /* Adds another feed, or updates its name and role (name may be NULL). */
 FS_WUR enum fs_rc store_feed_upsert(struct store *s, const unsigned char feed[PROTO_KEY_BYTES],
                                     const char *name, int coordinator, unsigned set_flags,

@@ -3,6 +3,8 @@
  * verified; the store checks that they fit what it holds. */
 #include "store_int.h"
 
+#include "proto_auth.h"
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -86,6 +88,38 @@ held_hash(struct store *s, const unsigned char *feed, uint64_t seq,
     sqlite3_reset(st);
     *sqlrc = (r == SQLITE_ROW || r == SQLITE_DONE) ? SQLITE_OK : r;
     return found;
+}
+
+enum fs_rc
+store_heartbeat(struct store *s, char *line, struct fs_err *err)
+{
+    struct store_feed_info fi;
+    struct proto_heartbeat hb;
+    unsigned char held[PROTO_HASH_BYTES];
+    enum fs_rc rc;
+    int sqlrc = SQLITE_OK;
+
+    rc = store_feed_info(s, s->pk, &fi, err);
+    if (rc)
+        return rc;
+    memset(&hb, 0, sizeof hb);
+    memcpy(hb.feed, s->pk, PROTO_KEY_BYTES);
+    hb.seq = fi.have_seq;
+    if (hb.seq) {
+        /* A damaged head would read as a fork at the server: say it here. */
+        if (!fi.has_head || !held_hash(s, s->pk, hb.seq, held, &sqlrc) ||
+            memcmp(held, fi.head, PROTO_HASH_BYTES) != 0)
+            return sqlrc != SQLITE_OK && fi.has_head
+                       ? store_sqlerr(s, sqlrc, "reading the feed's head", err)
+                       : fs_err_set(err, FS_ECORRUPT,
+                                    "the store is damaged: its head does not match entry %llu;"
+                                    " run 'fieldsync verify' and keep a copy of the folder",
+                                    (unsigned long long)hb.seq);
+        memcpy(hb.head, held, PROTO_HASH_BYTES);
+    }
+    hb.at_ms = store_now_ms();
+    proto_heartbeat_line(&hb, s->sk, line);
+    return FS_OK;
 }
 
 static enum fs_rc

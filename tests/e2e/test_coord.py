@@ -7,6 +7,7 @@ import io
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -257,6 +258,158 @@ class CoordTest(TempTestCase):
         self.assertEqual({d["name"] for d in devs}, {"r0", "co", "new"})
         self.assertTrue([d for d in devs if d["name"] == "new"][0]["revoked"])
 
+
+
+class HeartbeatTest(TempTestCase):
+    """A laptop's signed line about what it holds, carried by other means;
+    the completeness report shows what the server still lacks."""
+
+    def setUp(self):
+        super().setUp()
+        self.server = Server(self.tmp).start()
+
+    def tearDown(self):
+        self.server.stop()
+        super().tearDown()
+
+    def post(self, body):
+        status, data = self.server.request("POST", "/v1/heartbeats", body=body)
+        return status, json.loads(data)
+
+    def report(self):
+        return json.loads(self.server.admin("completeness", "--json").out)
+
+    def line(self, dev):
+        p = dev.ok("heartbeat")
+        self.assertEqual(p.out.count("\n"), 1)
+        line = p.out.strip()
+        self.assertEqual(len(line), 194)
+        return line
+
+    def test_heartbeat_and_completeness(self):
+        r = enrolled_device(self.tmp, self.server, name="r1")
+        for i in range(3):
+            r.add("interview", "--note", "n%d" % i)
+        r.ok("sync")
+        rep = self.report()
+        self.assertTrue(rep["complete"])
+        self.assertEqual(rep["feeds"][0]["attested_seq"], 0)
+        self.assertIsNone(rep["feeds"][0]["attested_at"])
+        at3 = self.line(r)
+        r.add("interview", "--note", "n3")
+        r.add("interview", "--note", "n4")
+        at5 = self.line(r)
+        # Carried to the server by anyone: no Authorization header.
+        status, body = self.post(at5.encode() + b"\r\n")
+        self.assertEqual(status, 200, body)
+        self.assertEqual(body, {"feed": feed_of(r), "attested_seq": 5})
+        rep = self.report()
+        self.assertFalse(rep["complete"])
+        self.assertEqual((rep["devices"], rep["incomplete"], rep["lacking"]), (1, 1, 2))
+        f = rep["feeds"][0]
+        self.assertEqual((f["have_seq"], f["attested_seq"], f["lacking"]), (3, 5, 2))
+        self.assertTrue(f["attested_at"].startswith("20"))
+        text = self.server.admin("completeness").out
+        self.assertIn("lacks=2", text)
+        self.assertIn("incomplete: 1 of 1 devices; 2 entries", text)
+        # The coordinator sees it in the signed listing too.
+        co = enrolled_device(self.tmp, self.server, name="co", role="coordinator")
+        devs = {d["name"]: d for d in json.loads(co.ok("devices", "--json").out)}
+        self.assertEqual(devs["r1"]["attested_seq"], 5)
+        self.assertIn("lacks=2", co.ok("devices").out)
+        # An older line, or the same one again, lowers nothing.
+        for old in (at3, at5):
+            status, _ = self.post(old.encode())
+            self.assertEqual(status, 200)
+        self.assertEqual([f["attested_seq"] for f in self.report()["feeds"] if f["name"] == "r1"],
+                         [5])
+        # By hand, as an argument or on stdin.
+        p = self.server.admin("heartbeat", at5)
+        self.assertIn("holds 5 entries; the server has 3, 2 to come", p.out)
+        p = subprocess.run([os.path.join(BIN, "fieldsync-server"), "heartbeat", "-", "--data",
+                            self.server.data], input=(at5 + "\n").encode(), capture_output=True)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        r.ok("sync")
+        rep = self.report()
+        self.assertTrue(rep["complete"])
+        self.assertIn("complete: 2 devices", self.server.admin("completeness").out)
+        self.assertEqual(len(rep["feeds"]), 2)
+
+    def test_what_is_refused_changes_nothing(self):
+        r = enrolled_device(self.tmp, self.server, name="r1")
+        r.add("interview", "--note", "n0")
+        r.ok("sync")
+        good = self.line(r)
+        before = self.report()
+        flipped = good[:50] + ("A" if good[50] != "A" else "B") + good[51:]
+        cases = [
+            (flipped, 400, ("malformed", "bad_signature"), 65),
+            (good + "A", 400, ("malformed",), 65),
+            (good[:-1], 400, ("malformed",), 65),
+            (good[:20] + "+" + good[21:], 400, ("malformed",), 65),
+        ]
+        for body, status, codes, exit_code in cases:
+            st, ans = self.post(body.encode())
+            self.assertEqual(st, status, body)
+            self.assertIn(ans["error"], codes)
+            p = self.server.admin("heartbeat", body, check=False)
+            self.assertEqual(p.returncode, exit_code, p.err)
+            self.assertEqual(len([l for l in p.err.splitlines() if l.strip()]), 1, p.err)
+        # A device that never enrolled here; a revoked one.
+        stranger = Device(self.tmp, "stranger")
+        stranger.init()
+        stranger.add("interview", "--note", "s")
+        st, ans = self.post(self.line(stranger).encode())
+        self.assertEqual((st, ans["error"]), (403, "unknown_feed"))
+        self.assertEqual(self.server.admin("heartbeat", self.line(stranger),
+                                           check=False).returncode, 65)
+        lost = enrolled_device(self.tmp, self.server, name="lost")
+        lost.add("interview", "--note", "l")
+        lost.ok("sync")
+        self.server.admin("device", "revoke", feed_of(lost))
+        lost.add("interview", "--note", "l2")
+        st, ans = self.post(self.line(lost).encode())
+        self.assertEqual((st, ans["error"]), (403, "revoked"))
+        self.assertEqual(self.server.admin("heartbeat", self.line(lost), check=False).returncode,
+                         77)
+        after = self.report()
+        self.assertEqual([f for f in after["feeds"] if f["name"] == "r1"], before["feeds"])
+        self.assertEqual([f["attested_seq"] for f in after["feeds"]], [0, 0])
+        # Other methods are not served.
+        st, _ = self.server.request("GET", "/v1/heartbeats")
+        self.assertIn(st, (404, 405))
+
+    def test_a_copied_store_is_flagged_as_a_fork(self):
+        r = enrolled_device(self.tmp, self.server, name="r1")
+        r.add("interview", "--note", "n0")
+        r.ok("sync")
+        clone = Device(self.tmp, "clone")
+        shutil.copytree(r.home, clone.home)
+        r.add("interview", "--note", "original")
+        r.ok("sync")
+        clone.add("interview", "--note", "copy")
+        st, ans = self.post(self.line(clone).encode())
+        self.assertEqual((st, ans["error"], ans["seq"]), (409, "fork", 2))
+        f = self.report()["feeds"][0]
+        self.assertTrue(f["fork"])
+        self.assertEqual(f["fork_seq"], 2)
+        self.assertEqual(f["attested_seq"], 0)
+        self.assertEqual(self.server.admin("heartbeat", self.line(clone), check=False).returncode,
+                         65)
+
+    def test_a_damaged_head_is_not_attested(self):
+        r = Device(self.tmp, "r1")
+        r.init()
+        for i in range(2):
+            r.add("interview", "--note", "n%d" % i)
+        db = r.db()
+        db.execute("UPDATE feeds SET head = zeroblob(32) WHERE is_self = 1")
+        db.commit()
+        db.close()
+        p = r.run("heartbeat")
+        self.assertOneLineError(p, 65)
+        self.assertIn("damaged", p.err)
+        self.assertEqual(p.out, "")
 
 if __name__ == "__main__":
     unittest.main(verbosity=2)

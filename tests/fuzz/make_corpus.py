@@ -9,7 +9,6 @@ vector key's feed, which is the targets' fixed key, so they reach the deepest
 checks; the others keep the vector signatures, or break one thing each."""
 
 import os
-import shutil
 import zlib
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -127,6 +126,15 @@ SEEDS = {
                           (SIG2.hex(), "a0" * 16, KEY)).encode(),
         "token.txt": ("fs1_%s_%s" % (KEY[:16], "5e" * 32)).encode(),
     },
+    "fuzz_heartbeat": {
+        # The vector's line as carried (with its newline, which the parser
+        # refuses: callers strip it), without it, and with a byte changed.
+        "heartbeat2.txt": vec("heartbeat2.txt"),
+        "heartbeat2-bare.txt": vec("heartbeat2.txt").strip(),
+        "heartbeat2-changed.txt": vec("heartbeat2.txt").strip()[:60] + b"B" +
+                                  vec("heartbeat2.txt").strip()[61:],
+        "short.txt": b"AXm1Vi6P5lT5QHixEuipi6eQH4U6",
+    },
     "fuzz_enroll": {
         "enroll.json": ('{"token":"fs1_%s_%s","feed":"%s","name":"Ye T. laptop","sig":"%s"}' %
                         (KEY[:16], "5e" * 32, KEY, SIG1.hex())).encode(),
@@ -180,8 +188,11 @@ SEEDS = {
 def main():
     for target, seeds in SEEDS.items():
         d = os.path.join(OUT, target)
-        shutil.rmtree(d, ignore_errors=True)
-        os.makedirs(d)
+        # Seeds are written anew; regressions a fuzzer found (regress-*) stay.
+        os.makedirs(d, exist_ok=True)
+        for name in os.listdir(d):
+            if not name.startswith("regress-"):
+                os.remove(os.path.join(d, name))
         for name, data in seeds.items():
             with open(os.path.join(d, name), "wb") as f:
                 f.write(data)

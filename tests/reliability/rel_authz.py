@@ -10,7 +10,8 @@ unexpected allow, unexpected deny or error.
 
 Callers (columns):
   none     no credentials (no Authorization header; for a push, a batch whose
-           signature is broken; for enroll, a forged token)
+           signature is broken; for enroll, a forged token; for a heartbeat,
+           R's line with its signature broken)
   R        a researcher of project demo: the owner of feed R and of blob H
   peer     another researcher of demo
   other    a researcher of project "other"
@@ -19,11 +20,15 @@ Callers (columns):
   revoked  a researcher of demo, revoked (accept-through 0)
   forged   claims to be C, signed by a key that never enrolled (for a push,
            a batch whose signature is replaced; for enroll, a proof that
-           does not verify)
+           does not verify; for a heartbeat, a line naming C, signed by that key)
+
+A heartbeat needs no Authorization header: its credential is the line's own
+signature, and anyone may carry a device's line (the row "R's line").
 
 Targets: feed R, the caller's own feed ("self"; R's for none), project demo,
 blob H (an attachment of one of R's records, uploaded)."""
 
+import base64
 import hashlib
 import json
 import os
@@ -65,6 +70,8 @@ GET   projects/demo/records.geojson     D  D  D    D     A  D      D      D
 HEAD  projects/demo/blobs/H             D  A  D    D     A  D      D      D
 GET   projects/demo/blobs/H             D  A  D    D     A  D      D      D
 PATCH projects/demo/blobs/H             D  A  D    D     A  D      D      D
+POST  /v1/heartbeats  own line          D  A  A    A     A  A      D      D
+POST  /v1/heartbeats  R's line          A  A  A    A     A  A      A      A
 """
 
 
@@ -199,6 +206,29 @@ class AuthzRow(TempTestCase):
         p = dev.run("enroll", self.server.url, "--token-file", "-", input=tok)
         return "exit", p.returncode, p.err.encode()
 
+    def heartbeat(self, col, whose):
+        """POST /v1/heartbeats: the caller's own line, or R's carried by anyone."""
+        def line_of(name):
+            return self.devs[name].ok("heartbeat").out.strip()
+
+        def recode(line, change):
+            pad = "=" * (-len(line) % 4)
+            raw = bytearray(base64.urlsafe_b64decode(line + pad))
+            change(raw)
+            return base64.urlsafe_b64encode(bytes(raw)).decode().rstrip("=")
+
+        if whose == "R":
+            line = line_of("R")
+        elif col == "none":
+            line = recode(line_of("R"), lambda raw: raw.__setitem__(-1, raw[-1] ^ 0x01))
+        elif col == "forged":
+            c = bytes.fromhex(feed_of(self.devs["C"]))
+            line = recode(line_of("forged"), lambda raw: raw.__setitem__(slice(1, 33), c))
+        else:
+            line = line_of(col)
+        status, data = self.server.request("POST", "/v1/heartbeats", line.encode())
+        return "push", status, data
+
     def call(self, row, col):
         blob_target = "/v1/projects/demo/blobs/" + self.blob_hash
         if row == "GET /v1/health":
@@ -207,6 +237,8 @@ class AuthzRow(TempTestCase):
             return self.enroll_again(col, "own")
         if row == "POST /v1/enroll R's token":
             return self.enroll_again(col, "R")
+        if row.startswith("POST /v1/heartbeats"):
+            return self.heartbeat(col, "R" if "R's" in row else "own")
         verb, what = row.split(" ", 1)
         what = what.split()
         path = what[0]

@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "proto.h"
+#include "proto_auth.h"
 #include "proto_batch.h"
 #include "proto_content.h"
 #include "proto_entry.h"
@@ -145,6 +146,8 @@ main(int argc, char **argv)
     struct proto_batch_enc *enc = NULL;
     struct proto_batch_header h;
     struct proto_entry e;
+    struct proto_heartbeat hb;
+    char hbline[PROTO_HEARTBEAT_LINE_LEN + 1];
     size_t i;
     int status = 1;
 
@@ -218,7 +221,20 @@ main(int argc, char **argv)
         goto out;
     }
 
+    /* heartbeat2: the feed attests seq 2 (entry 2's hash) at the batch's time. */
+    memset(&hb, 0, sizeof hb);
+    memcpy(hb.feed, pk, sizeof pk);
+    hb.seq = 2;
+    memcpy(hb.head, h2, sizeof h2);
+    if (proto_time_parse(CREATED, strlen(CREATED), 0, &hb.at_ms)) {
+        fprintf(stderr, "gen_vectors: cannot read the heartbeat's time\n");
+        goto out;
+    }
+    proto_heartbeat_line(&hb, sk, hbline);
+    hbline[PROTO_HEARTBEAT_LINE_LEN] = '\n';
+
     if (write_file("key.txt", keytxt, strlen(keytxt)) ||
+        write_file("heartbeat2.txt", hbline, PROTO_HEARTBEAT_LINE_LEN + 1) ||
         write_file("content1.json", content.data, content.len) ||
         write_file("entry1.json", entry1.data, entry1.len) ||
         write_hex("entry1.sig.hex", sig1, sizeof sig1) ||

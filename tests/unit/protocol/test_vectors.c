@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "proto.h"
+#include "proto_auth.h"
 #include "proto_batch.h"
 #include "proto_content.h"
 #include "proto_entry.h"
@@ -31,7 +32,7 @@ struct blob {
 /* Everything read once in the group setup. */
 static struct {
     unsigned char seed[PROTO_SEED_BYTES], pk[PROTO_KEY_BYTES];
-    struct blob content1, entry1, entry2, batch2;
+    struct blob content1, entry1, entry2, batch2, heartbeat2;
     unsigned char sig1[PROTO_SIG_BYTES], sig2[PROTO_SIG_BYTES];
     unsigned char hash1[PROTO_HASH_BYTES], hash2[PROTO_HASH_BYTES];
 } v;
@@ -107,7 +108,9 @@ group_setup(void **state)
     v.entry1 = slurp("entry1.json");
     v.entry2 = slurp("entry2.json");
     v.batch2 = slurp("batch2.bin");
-    if (!v.content1.data || !v.entry1.data || !v.entry2.data || !v.batch2.data)
+    v.heartbeat2 = slurp("heartbeat2.txt");
+    if (!v.content1.data || !v.entry1.data || !v.entry2.data || !v.batch2.data ||
+        !v.heartbeat2.data)
         return -1;
     if (read_hex("entry1.sig.hex", v.sig1, sizeof v.sig1) ||
         read_hex("entry1.hash.hex", v.hash1, sizeof v.hash1) ||
@@ -125,6 +128,7 @@ group_teardown(void **state)
     free(v.entry1.data);
     free(v.entry2.data);
     free(v.batch2.data);
+    free(v.heartbeat2.data);
     return 0;
 }
 
@@ -352,13 +356,64 @@ test_vector_batch2(void **state)
     sodium_memzero(sk, sizeof sk);
 }
 
+static void
+put_be64(unsigned char *p, uint64_t x)
+{
+    int i;
+
+    for (i = 7; i >= 0; i--, x >>= 8)
+        p[i] = (unsigned char)x;
+}
+
+static void
+test_vector_heartbeat2(void **state)
+{
+    struct proto_heartbeat hb;
+    struct fs_err err;
+    unsigned char pk[PROTO_KEY_BYTES], sk[PROTO_SECRET_BYTES];
+    unsigned char raw[PROTO_HEARTBEAT_BYTES], m[64 + PROTO_HEARTBEAT_PAYLOAD];
+    char line[PROTO_HEARTBEAT_LINE_LEN + 1];
+    size_t tl = strlen(PROTO_TAG_HEARTBEAT) + 1;
+    int64_t at;
+
+    (void)state;
+    /* One line of 194 characters and a newline. */
+    assert_int_equal(v.heartbeat2.len, PROTO_HEARTBEAT_LINE_LEN + 1);
+    assert_int_equal(v.heartbeat2.data[PROTO_HEARTBEAT_LINE_LEN], '\n');
+    assert_int_equal(
+        proto_heartbeat_parse((const char *)v.heartbeat2.data, PROTO_HEARTBEAT_LINE_LEN, &hb, &err),
+        FS_OK);
+    assert_memory_equal(hb.feed, v.pk, PROTO_KEY_BYTES);
+    assert_int_equal(hb.seq, 2);
+    assert_memory_equal(hb.head, v.hash2, PROTO_HASH_BYTES);
+    assert_int_equal(proto_time_parse("2026-11-29T02:16:00.000Z", 24, 1, &at), FS_OK);
+    assert_int_equal(hb.at_ms, at);
+
+    /* The formula, with libsodium alone: 0x01 ‖ key ‖ be64 seq ‖ head ‖ be64 ms,
+     * signed with tag ‖ NUL before it, base64url without padding. */
+    raw[0] = 1;
+    memcpy(raw + 1, v.pk, PROTO_KEY_BYTES);
+    put_be64(raw + 33, 2);
+    memcpy(raw + 41, v.hash2, PROTO_HASH_BYTES);
+    put_be64(raw + 73, (uint64_t)at);
+    memcpy(m, PROTO_TAG_HEARTBEAT, tl);
+    memcpy(m + tl, raw, PROTO_HEARTBEAT_PAYLOAD);
+    assert_int_equal(crypto_sign_seed_keypair(pk, sk, v.seed), 0);
+    assert_int_equal(crypto_sign_detached(raw + PROTO_HEARTBEAT_PAYLOAD, NULL, m,
+                                          tl + PROTO_HEARTBEAT_PAYLOAD, sk),
+                     0);
+    sodium_bin2base64(line, sizeof line, raw, sizeof raw, sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+    assert_memory_equal(line, v.heartbeat2.data, PROTO_HEARTBEAT_LINE_LEN);
+    sodium_memzero(sk, sizeof sk);
+}
+
 int
 main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_vector_key),      cmocka_unit_test(test_vector_entry1),
         cmocka_unit_test(test_vector_content1), cmocka_unit_test(test_vector_entry2),
-        cmocka_unit_test(test_vector_batch2),
+        cmocka_unit_test(test_vector_batch2),   cmocka_unit_test(test_vector_heartbeat2),
     };
 
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
