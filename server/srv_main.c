@@ -632,14 +632,16 @@ cmd_device_list(const struct opts *o, int completeness)
     if (rc)
         return fail(rc, &err);
     if (completeness && !lc.json) {
+        const char *devices = lc.feeds == 1 ? "device" : "devices";
+
         if (lc.incomplete)
-            printf("incomplete: %" PRIu64 " of %" PRIu64 " devices; %" PRIu64
+            printf("incomplete: %" PRIu64 " of %" PRIu64 " %s; %" PRIu64
                    " entries attested by heartbeat are not here, %" PRIu64 " files missing\n",
-                   lc.incomplete, lc.feeds, lc.lacking, lc.files);
+                   lc.incomplete, lc.feeds, devices, lc.lacking, lc.files);
         else
-            printf("complete: %" PRIu64 " devices; every entry attested by heartbeat and every"
+            printf("complete: %" PRIu64 " %s; every entry attested by heartbeat and every"
                    " referenced file is here\n",
-                   lc.feeds);
+                   lc.feeds, devices);
     }
     return EX_OK;
 }

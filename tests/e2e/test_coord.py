@@ -311,7 +311,7 @@ class HeartbeatTest(TempTestCase):
         self.assertTrue(f["attested_at"].startswith("20"))
         text = self.server.admin("completeness").out
         self.assertIn("lacks=2", text)
-        self.assertIn("incomplete: 1 of 1 devices; 2 entries", text)
+        self.assertIn("incomplete: 1 of 1 device; 2 entries", text)
         # The coordinator sees it in the signed listing too.
         co = enrolled_device(self.tmp, self.server, name="co", role="coordinator")
         devs = {d["name"]: d for d in json.loads(co.ok("devices", "--json").out)}
