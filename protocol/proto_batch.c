@@ -343,21 +343,40 @@ proto_batch_enc_count(const struct proto_batch_enc *enc)
     return enc->count;
 }
 
-enum fs_rc
-proto_batch_enc_finish(struct proto_batch_enc *enc, const struct proto_batch_header *h,
-                       const unsigned char pk[PROTO_KEY_BYTES],
-                       const unsigned char sk[PROTO_SECRET_BYTES], struct fs_buf *out)
+static enum fs_rc
+enc_finish(struct proto_batch_enc *enc, const struct proto_batch_header *h,
+           const unsigned char pk[PROTO_KEY_BYTES], const unsigned char sk[PROTO_SECRET_BYTES],
+           const unsigned char *seal_to, struct fs_buf *out)
 {
-    struct fs_buf hdr;
+    struct fs_buf hdr, sealed;
+    const struct fs_buf *payload = &enc->z;
     unsigned char d[PROTO_HASH_BYTES], sig[PROTO_SIG_BYTES];
     static const char *const purposes[] = {"", "push", "pull", "bundle"};
     size_t start = out->len;
     enum fs_rc rc;
 
     fs_buf_init(&hdr, PROTO_HEADER_MAX_BYTES);
+    fs_buf_init(&sealed, PROTO_BATCH_MAX_BYTES);
     rc = enc_deflate(enc, NULL, 0, Z_FINISH);
     if (rc)
         goto out;
+    if (seal_to) {
+        unsigned char xpk[crypto_box_PUBLICKEYBYTES];
+
+        if (crypto_sign_ed25519_pk_to_curve25519(xpk, seal_to) != 0) {
+            rc = FS_EINVAL;
+            goto out;
+        }
+        rc = fs_buf_reserve(&sealed, enc->z.len + crypto_box_SEALBYTES);
+        if (rc)
+            goto out;
+        if (crypto_box_seal(sealed.data, enc->z.data, enc->z.len, xpk) != 0) {
+            rc = FS_EINTERNAL;
+            goto out;
+        }
+        sealed.len = enc->z.len + crypto_box_SEALBYTES;
+        payload = &sealed;
+    }
     rc = fs_buf_printf(&hdr, "{\"purpose\":\"%s\",\"feed\":", purposes[h->purpose]);
     if (!rc && h->has_feed) {
         rc = proto_jw_hex(&hdr, h->feed, PROTO_KEY_BYTES);
@@ -378,17 +397,19 @@ proto_batch_enc_finish(struct proto_batch_enc *enc, const struct proto_batch_hea
         rc = fs_buf_addc(&hdr, '}');
     if (rc)
         goto out;
-    if ((rc = fs_buf_reserve(out, PROTO_BATCH_FIXED_BYTES + hdr.len + enc->z.len)))
+    if ((rc = fs_buf_reserve(out, PROTO_BATCH_FIXED_BYTES + hdr.len + payload->len)))
         goto out;
     {
         unsigned char fixed[8] = {'F', 'S', 'B', '1', PROTO_BATCH_VERSION, 0, 0, 0};
 
+        if (seal_to)
+            fixed[5] = PROTO_BATCH_FLAG_SEALED;
         if ((rc = fs_buf_add(out, fixed, sizeof fixed)) ||
             (rc = fs_buf_add(out, pk, PROTO_KEY_BYTES)) ||
             (rc = fs_buf_add_u32be(out, (uint32_t)hdr.len)) ||
             (rc = fs_buf_add(out, hdr.data, hdr.len)) ||
-            (rc = fs_buf_add_u32be(out, (uint32_t)enc->z.len)) ||
-            (rc = fs_buf_add(out, enc->z.data, enc->z.len)))
+            (rc = fs_buf_add_u32be(out, (uint32_t)payload->len)) ||
+            (rc = fs_buf_add(out, payload->data, payload->len)))
             goto out;
     }
     batch_digest(out->data + start, out->len - start, d);
@@ -398,9 +419,139 @@ out:
     if (rc)
         out->len = start;
     fs_buf_release(&hdr);
+    fs_buf_release(&sealed);
     deflateReset(&enc->zs);
     fs_buf_reset(&enc->z);
     enc->raw_len = 0;
     enc->count = 0;
     return rc;
+}
+
+enum fs_rc
+proto_batch_enc_finish(struct proto_batch_enc *enc, const struct proto_batch_header *h,
+                       const unsigned char pk[PROTO_KEY_BYTES],
+                       const unsigned char sk[PROTO_SECRET_BYTES], struct fs_buf *out)
+{
+    return enc_finish(enc, h, pk, sk, NULL, out);
+}
+
+enum fs_rc
+proto_batch_enc_finish_sealed(struct proto_batch_enc *enc, const struct proto_batch_header *h,
+                              const unsigned char pk[PROTO_KEY_BYTES],
+                              const unsigned char sk[PROTO_SECRET_BYTES],
+                              const unsigned char seal_to[PROTO_KEY_BYTES], struct fs_buf *out)
+{
+    return enc_finish(enc, h, pk, sk, seal_to, out);
+}
+
+enum fs_rc
+proto_batch_unseal(const struct proto_batch_view *v, const unsigned char server_pk[PROTO_KEY_BYTES],
+                   const unsigned char server_sk[PROTO_SECRET_BYTES], struct fs_buf *opened,
+                   struct proto_batch_view *out, struct fs_err *err)
+{
+    unsigned char xpk[crypto_box_PUBLICKEYBYTES], xsk[crypto_box_SECRETKEYBYTES];
+    enum fs_rc rc = FS_OK;
+
+    if (!(v->flags & PROTO_BATCH_FLAG_SEALED))
+        return fs_err_set(err, FS_EPROTO, "the batch is not sealed");
+    if (v->payload_len < crypto_box_SEALBYTES)
+        return fs_err_set(err, FS_EPROTO, "the sealed payload is truncated");
+    if (crypto_sign_ed25519_pk_to_curve25519(xpk, server_pk) != 0 ||
+        crypto_sign_ed25519_sk_to_curve25519(xsk, server_sk) != 0)
+        return fs_err_set(err, FS_EINTERNAL, "the server key cannot open sealed payloads");
+    fs_buf_reset(opened);
+    rc = fs_buf_reserve(opened, v->payload_len - crypto_box_SEALBYTES);
+    if (rc) {
+        rc = fs_err_set(err, rc, "cannot hold the opened payload");
+        goto out;
+    }
+    if (crypto_box_seal_open(opened->data, v->payload, v->payload_len, xpk, xsk) != 0) {
+        rc = fs_err_set(err, FS_EPROTO, "the bundle is not sealed to this server's key");
+        goto out;
+    }
+    opened->len = v->payload_len - crypto_box_SEALBYTES;
+    *out = *v;
+    out->flags &= ~PROTO_BATCH_FLAG_SEALED;
+    out->payload = opened->data;
+    out->payload_len = opened->len;
+out:
+    sodium_memzero(xsk, sizeof xsk);
+    return rc;
+}
+
+/* Reads exactly n bytes onto out: FS_OK, FS_ENOTFOUND when the input ends
+ * first (after got bytes), FS_EIO when rd fails. */
+static enum fs_rc
+read_exact(proto_read_fn rd, void *ctx, struct fs_buf *out, size_t n, size_t *got)
+{
+    enum fs_rc rc = fs_buf_reserve(out, out->len + n);
+
+    *got = 0;
+    if (rc)
+        return rc;
+    while (*got < n) {
+        long r = rd(ctx, out->data + out->len, n - *got);
+
+        if (r < 0)
+            return FS_EIO;
+        if (r == 0)
+            return FS_ENOTFOUND;
+        out->len += (size_t)r;
+        *got += (size_t)r;
+    }
+    return FS_OK;
+}
+
+enum fs_rc
+proto_batch_read(proto_read_fn rd, void *ctx, struct fs_buf *out, struct fs_err *err)
+{
+    const size_t prefix = 8 + PROTO_KEY_BYTES + 4;
+    size_t got, hl, pl;
+    enum fs_rc rc;
+
+    fs_buf_reset(out);
+    rc = read_exact(rd, ctx, out, prefix, &got);
+    if (rc == FS_ENOTFOUND && got == 0)
+        return FS_ENOTFOUND; /* a clean end between envelopes */
+    if (rc)
+        goto fail;
+    if (memcmp(out->data, PROTO_BATCH_MAGIC, 4) != 0)
+        return fs_err_set(err, FS_EPROTO, "not a fieldsync batch");
+    hl = fs_get_u32be(out->data + prefix - 4);
+    if (hl > PROTO_HEADER_MAX_BYTES)
+        return fs_err_set(err, FS_EPROTO, "batch header length is wrong");
+    rc = read_exact(rd, ctx, out, hl + 4, &got);
+    if (rc)
+        goto fail;
+    pl = fs_get_u32be(out->data + out->len - 4);
+    if (pl > PROTO_BATCH_MAX_BYTES - PROTO_BATCH_FIXED_BYTES - hl)
+        return fs_err_set(err, FS_ETOOBIG, "batch is larger than %u bytes",
+                          (unsigned)PROTO_BATCH_MAX_BYTES);
+    rc = read_exact(rd, ctx, out, pl + PROTO_SIG_BYTES, &got);
+    if (rc)
+        goto fail;
+    return FS_OK;
+fail:
+    if (rc == FS_ENOTFOUND && out->len >= 4 && memcmp(out->data, PROTO_BATCH_MAGIC, 4) != 0)
+        return fs_err_set(err, FS_EPROTO, "not a fieldsync batch");
+    if (rc == FS_ENOTFOUND)
+        return fs_err_set(err, FS_EPROTO, "the batch is truncated");
+    if (rc == FS_EIO)
+        return fs_err_set(err, FS_EIO, "cannot read the batch");
+    return fs_err_set(err, rc, "out of memory");
+}
+
+enum fs_rc
+proto_batch_check_bundle(const struct fs_buf *b, struct proto_batch_header *h, struct fs_err *err)
+{
+    struct proto_batch_limits lim;
+    struct proto_batch_view v;
+
+    proto_batch_limits_default(&lim);
+    if (proto_batch_open(b->data, b->len, &lim, 1, &v, err) || proto_batch_verify(&v, err) ||
+        proto_batch_header_parse(&v, &lim, h, err))
+        return FS_EINVAL;
+    if (h->purpose != PROTO_PURPOSE_BUNDLE && h->purpose != PROTO_PURPOSE_PUSH)
+        return fs_err_set(err, FS_EINVAL, "it holds a batch that is not a bundle");
+    return FS_OK;
 }

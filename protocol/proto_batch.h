@@ -96,6 +96,32 @@ FS_WUR enum fs_rc proto_batch_inflate(const struct proto_batch_view *v,
 FS_WUR enum fs_rc proto_batch_next(const struct fs_buf *raw, size_t *off,
                                    struct proto_frame *f /* OUT */, struct fs_err *err);
 
+/* Step 5b, for a sealed bundle: opens the payload with the server's key
+ * pair (Ed25519, converted to X25519 for crypto_box_seal) into opened, and
+ * gives a view of the same envelope whose payload is the opened bytes and
+ * which is no longer sealed. FS_EPROTO when it was not sealed to that key. */
+FS_WUR enum fs_rc proto_batch_unseal(const struct proto_batch_view *v,
+                                     const unsigned char server_pk[PROTO_KEY_BYTES],
+                                     const unsigned char server_sk[PROTO_SECRET_BYTES],
+                                     struct fs_buf *opened, struct proto_batch_view *out /* OUT */,
+                                     struct fs_err *err);
+
+/* Envelopes one after another (a bundle file): reads the next one whole into
+ * out (reset first) through rd, which returns the bytes it read (0 at the end,
+ * -1 on an error). Only the lengths are checked (each part bounded before it
+ * is read; the whole under PROTO_BATCH_MAX_BYTES): proto_batch_open and the
+ * rest follow. FS_ENOTFOUND at a clean end, FS_EPROTO for a truncated or
+ * foreign file, FS_ETOOBIG, FS_EIO when rd fails. */
+typedef long (*proto_read_fn)(void *ctx, void *buf, size_t n);
+FS_WUR enum fs_rc proto_batch_read(proto_read_fn rd, void *ctx, struct fs_buf *out,
+                                   struct fs_err *err);
+/* Steps 1-4 for a batch read from a bundle file: lengths (sealed allowed),
+ * the signature of the feed it names, a strict header of a bundle or a push
+ * of that feed. FS_EINVAL (with the reason) for anything else. */
+FS_WUR enum fs_rc proto_batch_check_bundle(const struct fs_buf *b,
+                                           struct proto_batch_header *h /* OUT */,
+                                           struct fs_err *err);
+
 /* ---- writing ------------------------------------------------------------------ */
 
 struct proto_batch_enc;
@@ -120,5 +146,14 @@ FS_WUR enum fs_rc proto_batch_enc_finish(struct proto_batch_enc *enc,
                                          const unsigned char pk[PROTO_KEY_BYTES],
                                          const unsigned char sk[PROTO_SECRET_BYTES],
                                          struct fs_buf *out);
+/* The same, its deflated payload sealed (crypto_box_seal) to the server whose
+ * Ed25519 key is seal_to, and the sealed flag set: a bundle that whoever
+ * carries it cannot read. */
+FS_WUR enum fs_rc proto_batch_enc_finish_sealed(struct proto_batch_enc *enc,
+                                                const struct proto_batch_header *h,
+                                                const unsigned char pk[PROTO_KEY_BYTES],
+                                                const unsigned char sk[PROTO_SECRET_BYTES],
+                                                const unsigned char seal_to[PROTO_KEY_BYTES],
+                                                struct fs_buf *out);
 
 #endif

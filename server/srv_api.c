@@ -480,7 +480,7 @@ push(struct srv *s, struct srv_db *db, const struct srv_req *rq,
     struct srv_push_result res;
     struct srv_entry *es = NULL;
     struct proto_entry *parsed = NULL;
-    struct fs_buf raw;
+    struct fs_buf raw, opened;
     struct fs_err err;
     unsigned char held[PROTO_HASH_BYTES];
     size_t off = 0, i;
@@ -488,10 +488,11 @@ push(struct srv *s, struct srv_db *db, const struct srv_req *rq,
     enum fs_rc rc;
 
     fs_buf_init(&raw, PROTO_BATCH_MAX_RAW);
+    fs_buf_init(&opened, PROTO_BATCH_MAX_BYTES);
     proto_batch_limits_default(&lim);
     lim.max_bytes = s->cfg.max_batch;
-    /* 1. Lengths and limits, no parsing. */
-    rc = proto_batch_open(rq->body, rq->body_len, &lim, 0, &v, &err);
+    /* 1. Lengths and limits, no parsing. A bundle's payload may be sealed. */
+    rc = proto_batch_open(rq->body, rq->body_len, &lim, 1, &v, &err);
     if (rc) {
         srv_resp_error(s, rs, rc == FS_ETOOBIG ? 413 : 400,
                        rc == FS_ETOOBIG ? "too_big" : "malformed", err.msg);
@@ -519,8 +520,15 @@ push(struct srv *s, struct srv_db *db, const struct srv_req *rq,
                        rc == FS_ETOOBIG ? "too_big" : "malformed", err.msg);
         goto out;
     }
-    if (h.purpose != PROTO_PURPOSE_PUSH || memcmp(h.feed, feed, PROTO_KEY_BYTES) != 0) {
+    /* A bundle is a push carried by hand (relayed, or imported by the admin):
+     * the same checks, its payload possibly sealed to this server. */
+    if ((h.purpose != PROTO_PURPOSE_PUSH && h.purpose != PROTO_PURPOSE_BUNDLE) ||
+        memcmp(h.feed, feed, PROTO_KEY_BYTES) != 0) {
         srv_resp_error(s, rs, 400, "malformed", "a push must be signed by the feed in its URL");
+        goto out;
+    }
+    if ((v.flags & PROTO_BATCH_FLAG_SEALED) && h.purpose != PROTO_PURPOSE_BUNDLE) {
+        srv_resp_error(s, rs, 400, "malformed", "only a bundle is sealed");
         goto out;
     }
     if (f.revoked && h.to > f.accept_through) {
@@ -548,7 +556,12 @@ push(struct srv *s, struct srv_db *db, const struct srv_req *rq,
         error_with(s, rs, 409, "gap", msg, "need", (int64_t)(f.have_seq + 1));
         goto out;
     }
-    /* 6. Inflate to exactly raw_len. */
+    /* 6. Open if sealed; inflate to exactly raw_len. */
+    if ((v.flags & PROTO_BATCH_FLAG_SEALED) &&
+        proto_batch_unseal(&v, s->pk, s->sk, &opened, &v, &err)) {
+        srv_resp_error(s, rs, 400, "malformed", err.msg);
+        goto out;
+    }
     atomic_fetch_add(&s->m.inflates, 1);
     if (proto_batch_inflate(&v, &h, &raw, &err)) {
         srv_resp_error(s, rs, 400, "malformed", err.msg);
@@ -638,6 +651,7 @@ out:
     free(es);
     free(parsed);
     fs_buf_release(&raw);
+    fs_buf_release(&opened);
 }
 
 /* A decimal query parameter within [min, max]; def when absent; -1 when bad. */

@@ -15,6 +15,7 @@
 #include <jansson.h>
 
 #include "proto_auth.h"
+#include "proto_batch.h"
 #include "proto_content.h"
 #include "proto_entry.h"
 #include "srv.h"
@@ -69,6 +70,8 @@ usage(void)
           "  device list [--project P] [--json]\n"
           "  device revoke FEED [--accept-through SEQ]\n"
           "  check                                 re-verify every stored chain and signature\n"
+          "  import BUNDLE...                      ingest bundles carried by hand (fieldsync "
+          "bundle)\n"
           "  heartbeat LINE|-                      record a device's heartbeat carried by hand\n"
           "  completeness [--project P] [--json]   per device: held, attested, what is missing\n"
           "\n"
@@ -87,7 +90,7 @@ struct opts {
     uint64_t blob_max;
     int json;
     int npos;
-    char *pos[4];
+    char *pos[16];
 };
 
 static int
@@ -220,7 +223,7 @@ parse_opts(int argc, char **argv, struct opts *o)
         }
     }
     for (; optind < argc; optind++) {
-        if (o->npos == 4)
+        if (o->npos == (int)FS_ARRAY_LEN(o->pos))
             return -1;
         o->pos[o->npos++] = argv[optind];
     }
@@ -694,6 +697,135 @@ cmd_heartbeat(const struct opts *o)
     return EX_OK;
 }
 
+static long
+read_stdio(void *ctx, void *buf, size_t n)
+{
+    FILE *f = ctx;
+    size_t got = fread(buf, 1, n, f);
+
+    return got == 0 && ferror(f) ? -1 : (long)got;
+}
+
+/* One batch of a bundle, handed to the API as its device's push would be:
+ * the same checks, in the same order, and one transaction. */
+static enum fs_rc
+import_batch(struct srv *s, const struct fs_buf *b, struct fs_err *err)
+{
+    struct srv_req rq;
+    struct srv_resp rs;
+    char url[160], hex[2 * PROTO_KEY_BYTES + 1], msg[FS_ERR_MAX] = "";
+    enum fs_rc rc = FS_OK;
+    json_t *j;
+
+    proto_hex_encode(b->data + 8, PROTO_KEY_BYTES, hex); /* the signer; checked by the API */
+    snprintf(url, sizeof url, "/v1/feeds/%s/entries", hex);
+    memset(&rq, 0, sizeof rq);
+    rq.method = "POST";
+    rq.url = url;
+    rq.target = url;
+    rq.body = b->data;
+    rq.body_len = b->len;
+    memset(&rs, 0, sizeof rs);
+    rs.fd = -1;
+    fs_buf_init(&rs.body, 4096);
+    srv_api_handle(s, &rq, &rs);
+    if (rs.status != 200) {
+        j = json_loadb((const char *)rs.body.data, rs.body.len, 0, NULL);
+        snprintf(msg, sizeof msg, "%s",
+                 json_string_value(json_object_get(j, "message"))
+                     ? json_string_value(json_object_get(j, "message"))
+                     : "refused");
+        json_decref(j);
+        if (rs.status == 403)
+            rc = fs_err_set(err, FS_EAUTH, "the server refuses that device: %s", msg);
+        else if (rs.status >= 500)
+            rc = fs_err_set(err, FS_EIO, "%s", msg);
+        else
+            rc = fs_err_set(err, FS_EINVAL, "%s", msg);
+    }
+    fs_buf_release(&rs.body);
+    return rc;
+}
+
+/* import BUNDLE...: bundles carried by hand, each batch taken as its device's
+ * push, in the order given; the first refusal stops (what came before stays:
+ * each batch is whole or nothing). */
+static int
+cmd_import(const struct opts *o)
+{
+    struct srv s;
+    struct srv_db *db = NULL;
+    struct fs_err err = {{0}};
+    struct fs_buf b;
+    struct srv_feed f;
+    unsigned char signer[PROTO_KEY_BYTES];
+    char hex[2 * PROTO_KEY_BYTES + 1];
+    enum fs_rc rc;
+    int i;
+
+    rc = open_srv(&s, o, &err);
+    if (rc)
+        return fail(rc, &err);
+    s.cfg.max_batch = PROTO_BATCH_MAX_BYTES;
+    if (!o->log_level)
+        s.log.level = FS_LOG_ERR; /* a refusal is said once, by fail() */
+    fs_buf_init(&b, PROTO_BATCH_MAX_BYTES);
+    for (i = 0; !rc && i < o->npos; i++) {
+        FILE *in = fopen(o->pos[i], "rb");
+        uint64_t batches = 0;
+        int pass;
+
+        if (!in) {
+            rc = fs_err_set(&err, errno == ENOENT ? FS_ENOTFOUND : FS_EIO, "cannot read %s: %s",
+                            o->pos[i], strerror(errno));
+            break;
+        }
+        /* First every batch is checked (lengths, signature, header), so that a
+         * damaged file imports nothing; then each is taken as a push. */
+        for (pass = 0; !rc && pass < 2; pass++) {
+            for (batches = 0; !rc; batches += !rc) {
+                struct proto_batch_header h;
+
+                rc = proto_batch_read(read_stdio, in, &b, &err);
+                if (rc == FS_ENOTFOUND && batches) {
+                    rc = FS_OK;
+                    break;
+                }
+                if (rc == FS_ENOTFOUND)
+                    rc = fs_err_set(&err, FS_EINVAL, "it is empty");
+                if (!rc)
+                    rc = proto_batch_check_bundle(&b, &h, &err);
+                if (rc == FS_EPROTO || rc == FS_ETOOBIG)
+                    rc = FS_EINVAL;
+                if (!rc && pass == 1)
+                    rc = import_batch(&s, &b, &err);
+                if (rc)
+                    fs_err_prefix(&err, "%s, batch %" PRIu64 ": ", o->pos[i], batches + 1);
+                else
+                    memcpy(signer, h.feed, PROTO_KEY_BYTES);
+            }
+            rewind(in);
+        }
+        fclose(in);
+        if (rc)
+            break;
+        rc = srv_db_get(&s, &db, &err);
+        if (!rc) {
+            rc = s.ops->feed_get(db, signer, &f, &err);
+            srv_db_put(&s, db);
+        }
+        if (!rc) {
+            proto_hex_encode(f.feed, PROTO_KEY_BYTES, hex);
+            printf("imported %s: %" PRIu64 " batch%s of %.16s (%s); the server holds %" PRIu64
+                   " of its entries\n",
+                   o->pos[i], batches, batches == 1 ? "" : "es", hex, f.name, f.have_seq);
+        }
+    }
+    fs_buf_release(&b);
+    srv_close(&s);
+    return rc ? fail(rc, &err) : EX_OK;
+}
+
 static int
 find_prefix(void *ctx, const struct srv_feed *f)
 {
@@ -899,6 +1031,8 @@ main(int argc, char **argv)
         return cmd_device_list(&o, 1);
     if (strcmp(cmd, "heartbeat") == 0 && o.npos == 1)
         return cmd_heartbeat(&o);
+    if (strcmp(cmd, "import") == 0 && o.npos >= 1)
+        return cmd_import(&o);
     if (sub && strcmp(cmd, "device") == 0 && o.npos == 2 && strcmp(o.pos[0], "revoke") == 0) {
         o.pos[2] = o.pos[1];
         o.npos = 3;

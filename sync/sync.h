@@ -13,6 +13,7 @@
 #ifndef SYNC_H
 #define SYNC_H
 
+#include "proto_batch.h"
 #include "store.h"
 
 struct sync_http;
@@ -103,6 +104,56 @@ struct sync_push_result {
 FS_WUR enum fs_rc sync_push(struct store *s, struct sync_http *h, sync_progress_cb progress,
                             void *pctx, void (*warn)(void *ctx, const char *line),
                             struct sync_push_result *out, struct fs_err *err);
+
+/* One batch of this store's own feed from `from` (to at most `to`), as large
+ * as max_entries and max_bytes allow, each entry checked intact and linked to
+ * the one before; appended to out and described by bh. Sealed to seal_to (a
+ * server's key) when given: a bundle. */
+FS_WUR enum fs_rc sync_own_batch(struct store *s, struct proto_batch_enc *enc,
+                                 enum proto_purpose purpose, uint64_t from, uint64_t to,
+                                 size_t max_entries, size_t max_bytes, const unsigned char *seal_to,
+                                 struct fs_buf *out, struct proto_batch_header *bh,
+                                 struct fs_err *err);
+/* A positive integer setting, or def. */
+size_t sync_setting_size(struct store *s, const char *key, size_t def);
+/* A server-signed head or receipt (tag), checked against server_pk and about
+ * feed: its have_seq and head. */
+FS_WUR enum fs_rc sync_open_state(const char *tag, const struct sync_resp *r,
+                                  const unsigned char server_pk[PROTO_KEY_BYTES],
+                                  const unsigned char feed[PROTO_KEY_BYTES], uint64_t *have,
+                                  int *has_head, unsigned char head[PROTO_HASH_BYTES],
+                                  struct fs_err *err);
+
+/* ---- bundles: a push carried by hand --------------------------------------------- */
+
+struct sync_bundle_result {
+    uint64_t from, to;  /* the entries it holds (none when to < from) */
+    uint64_t envelopes; /* batches in the file */
+    uint64_t bytes;
+};
+
+/* Writes to path (whole or not at all: a temporary file, fsynced, renamed)
+ * the entries the server's last receipt does not cover (all of them with
+ * all), as bundles sealed to the pinned server key, one after another.
+ * Nothing is written when there is nothing to send. FS_EAUTH when the store
+ * is not enrolled. */
+FS_WUR enum fs_rc sync_bundle_write(struct store *s, const char *path, int all,
+                                    struct sync_bundle_result *out, struct fs_err *err);
+
+struct sync_relay_result {
+    unsigned char feed[PROTO_KEY_BYTES]; /* whose entries they were */
+    uint64_t envelopes, stored;          /* batches sent; entries new to the server */
+    uint64_t server_have;                /* what the server holds of that feed after */
+};
+
+/* Carries a bundle file (anyone's) to the server: each batch checked here
+ * first (lengths, signature, header: a bundle or push signed by its feed),
+ * then posted as that feed's push; every receipt checked against the pinned
+ * server key. FS_EINVAL for a file that is not a bundle or that the server
+ * refuses as such, FS_EAUTH for a device it does not know or revoked,
+ * FS_EPROTO for a fork. */
+FS_WUR enum fs_rc sync_relay(struct store *s, struct sync_http *h, const char *path,
+                             struct sync_relay_result *out, struct fs_err *err);
 
 /* ---- pull and corrections ---------------------------------------------------------- */
 

@@ -121,12 +121,11 @@ add_frame(void *ctx, const struct store_entry_row *e)
     return 0;
 }
 
-/* A verified head or receipt: have_seq and head for this feed. */
-static enum fs_rc
-open_state(const char *tag, const struct sync_resp *r,
-           const unsigned char server_pk[PROTO_KEY_BYTES],
-           const unsigned char feed[PROTO_KEY_BYTES], uint64_t *have, int *has_head,
-           unsigned char head[PROTO_HASH_BYTES], struct fs_err *err)
+enum fs_rc
+sync_open_state(const char *tag, const struct sync_resp *r,
+                const unsigned char server_pk[PROTO_KEY_BYTES],
+                const unsigned char feed[PROTO_KEY_BYTES], uint64_t *have, int *has_head,
+                unsigned char head[PROTO_HASH_BYTES], struct fs_err *err)
 {
     json_t *in = NULL, *h;
     unsigned char f[PROTO_KEY_BYTES];
@@ -230,8 +229,58 @@ check_claim(struct store *s, uint64_t local, uint64_t have, int has_head,
     return FS_OK;
 }
 
-static size_t
-setting_size(struct store *s, const char *key, size_t def)
+enum fs_rc
+sync_own_batch(struct store *s, struct proto_batch_enc *enc, enum proto_purpose purpose,
+               uint64_t from, uint64_t to, size_t max_entries, size_t max_bytes,
+               const unsigned char *seal_to, struct fs_buf *out, struct proto_batch_header *bh,
+               struct fs_err *err)
+{
+    const unsigned char *feed = store_feed(s);
+    struct batch_fill bf;
+    enum fs_rc rc;
+
+    memset(&bf, 0, sizeof bf);
+    bf.enc = enc;
+    bf.max_entries = max_entries;
+    bf.max_bytes = max_bytes;
+    bf.next_seq = from;
+    bf.err = err;
+    if (from > 1) {
+        /* The first entry must name the one before it (the server holds it). */
+        rc = intact_hash(s, from - 1, bf.link, err);
+        if (rc)
+            return rc;
+        bf.has_link = 1;
+    }
+    rc = store_feed_entries(s, feed, from, to, add_frame, &bf, err);
+    if (!rc)
+        rc = bf.rc;
+    if (rc)
+        return rc;
+    if (!bf.full && bf.next_seq <= to) {
+        /* The rows ran out before the last entry: some are missing. */
+        struct store_entry_row none;
+
+        memset(&none, 0, sizeof none);
+        return check_intact(&none, bf.next_seq, NULL, err);
+    }
+    memset(bh, 0, sizeof *bh);
+    bh->purpose = purpose;
+    bh->has_feed = 1;
+    memcpy(bh->feed, feed, PROTO_KEY_BYTES);
+    bh->from = from;
+    bh->to = bf.last_seq;
+    memcpy(bh->to_hash, bf.last_hash, PROTO_HASH_BYTES);
+    proto_time_format_ms(store_now_ms(), bh->created);
+    rc = seal_to ? proto_batch_enc_finish_sealed(enc, bh, feed, store_secret(s), seal_to, out)
+                 : proto_batch_enc_finish(enc, bh, feed, store_secret(s), out);
+    if (rc)
+        return fs_err_set(err, rc, "cannot build a batch");
+    return FS_OK;
+}
+
+size_t
+sync_setting_size(struct store *s, const char *key, size_t def)
 {
     char *v = NULL;
     size_t n = def;
@@ -273,7 +322,7 @@ sync_push(struct store *s, struct sync_http *h, sync_progress_cb progress, void 
     char target[160], feed_hex[2 * PROTO_KEY_BYTES + 1], *pinned = NULL, msg[300], code[64];
     uint64_t have = 0, next, start_have;
     size_t max_entries = 0, max_bytes = 0, want_entries = 0;
-    int has_head, cuts = 0, rounds = 0;
+    int has_head, cuts = 0, rounds = 0, resend = 0;
     enum fs_rc rc;
 
     memset(out, 0, sizeof *out);
@@ -287,11 +336,11 @@ sync_push(struct store *s, struct sync_http *h, sync_progress_cb progress, void 
         rc = fs_err_set(err, FS_EAUTH, "this device is not enrolled");
         goto out;
     }
-    max_entries = setting_size(s, "batch_max_entries", 5000);
-    max_bytes = setting_size(s, "batch_max_bytes", 4u << 20);
+    max_entries = sync_setting_size(s, "batch_max_entries", 5000);
+    max_bytes = sync_setting_size(s, "batch_max_bytes", 4u << 20);
     if (max_bytes > PROTO_BATCH_MAX_RAW / 2)
         max_bytes = PROTO_BATCH_MAX_RAW / 2;
-    want_entries = setting_size(s, "batch_hint", max_entries);
+    want_entries = sync_setting_size(s, "batch_hint", max_entries);
     if (want_entries > max_entries)
         want_entries = max_entries;
     rc = store_status_get(s, &st, err);
@@ -319,7 +368,7 @@ sync_push(struct store *s, struct sync_http *h, sync_progress_cb progress, void 
             rc = fs_err_set(err, FS_EPROTO, "the server refused the head request: %s", msg);
         goto out;
     }
-    rc = open_state(PROTO_TAG_HEAD, &r, server_pk, feed, &have, &has_head, head, err);
+    rc = sync_open_state(PROTO_TAG_HEAD, &r, server_pk, feed, &have, &has_head, head, err);
     if (rc)
         goto out;
     rc = check_claim(s, st.local_seq, have, has_head, head, err);
@@ -337,6 +386,13 @@ sync_push(struct store *s, struct sync_http *h, sync_progress_cb progress, void 
     start_have = have;
     out->server_have = have;
     next = have + 1;
+    if (have > 0 && held.have_seq < have) {
+        /* The server holds more than its last receipt here says (a bundle
+         * carried by someone else, or an answer lost on the way): send the
+         * entry at its head again, which it answers with a receipt at once. */
+        next = have;
+        resend = 1;
+    }
     rc = proto_batch_enc_new(PUSH_DEFLATE_LEVEL, &enc);
     if (rc) {
         rc = fs_err_set(err, rc, "out of memory");
@@ -345,53 +401,17 @@ sync_push(struct store *s, struct sync_http *h, sync_progress_cb progress, void 
     if (progress)
         progress(pctx, 0, st.local_seq - start_have);
     while (next <= st.local_seq) {
-        struct batch_fill bf;
         struct proto_batch_header bh;
 
         if (++rounds > 100000) {
             rc = fs_err_set(err, FS_EPROTO, "the server keeps answering without progress");
             goto out;
         }
-        memset(&bf, 0, sizeof bf);
-        bf.enc = enc;
-        bf.max_entries = want_entries;
-        bf.max_bytes = max_bytes;
-        bf.next_seq = next;
-        bf.err = err;
-        if (next > 1) {
-            /* The first entry sent must name the one the server holds before it. */
-            rc = intact_hash(s, next - 1, bf.link, err);
-            if (rc)
-                goto out;
-            bf.has_link = 1;
-        }
-        rc = store_feed_entries(s, feed, next, st.local_seq, add_frame, &bf, err);
-        if (!rc)
-            rc = bf.rc;
+        fs_buf_reset(&batch);
+        rc = sync_own_batch(s, enc, PROTO_PURPOSE_PUSH, next, st.local_seq, want_entries, max_bytes,
+                            NULL, &batch, &bh, err);
         if (rc)
             goto out;
-        if (!bf.full && bf.next_seq <= st.local_seq) {
-            /* The rows ran out before the last entry: some are missing. */
-            struct store_entry_row none;
-
-            memset(&none, 0, sizeof none);
-            rc = check_intact(&none, bf.next_seq, NULL, err);
-            goto out;
-        }
-        memset(&bh, 0, sizeof bh);
-        bh.purpose = PROTO_PURPOSE_PUSH;
-        bh.has_feed = 1;
-        memcpy(bh.feed, feed, PROTO_KEY_BYTES);
-        bh.from = next;
-        bh.to = bf.last_seq;
-        memcpy(bh.to_hash, bf.last_hash, PROTO_HASH_BYTES);
-        proto_time_format_ms(store_now_ms(), bh.created);
-        fs_buf_reset(&batch);
-        rc = proto_batch_enc_finish(enc, &bh, feed, store_secret(s), &batch);
-        if (rc) {
-            rc = fs_err_set(err, rc, "cannot build a batch");
-            goto out;
-        }
         snprintf(target, sizeof target, "/v1/feeds/%s/entries", feed_hex);
         rc = sync_http_request(h, "POST", target, batch.data, batch.len, 0, &r, err);
         if (rc == FS_EAGAIN && sync_http_connected(h) && ++cuts < CUTS_BEFORE_GIVING_UP) {
@@ -407,7 +427,7 @@ sync_push(struct store *s, struct sync_http *h, sync_progress_cb progress, void 
             int rhas;
             char *text;
 
-            rc = open_state(PROTO_TAG_RECEIPT, &r, server_pk, feed, &rhave, &rhas, rhead, err);
+            rc = sync_open_state(PROTO_TAG_RECEIPT, &r, server_pk, feed, &rhave, &rhas, rhead, err);
             if (rc)
                 goto out;
             rc = check_claim(s, st.local_seq, rhave, rhas, rhead, err);
@@ -429,7 +449,8 @@ sync_push(struct store *s, struct sync_http *h, sync_progress_cb progress, void 
             free(text);
             if (rc)
                 goto out;
-            out->pushed += rhave - (next - 1);
+            out->pushed += rhave - (next - 1) - (uint64_t)resend;
+            resend = 0;
             out->server_have = rhave;
             next = rhave + 1;
             cuts = 0;

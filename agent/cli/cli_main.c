@@ -100,6 +100,9 @@ static const struct cli_cmd commands[] = {
      "(coordinator) Make a researcher's enrollment token.", NULL, cli_exec_remote, 0},
     {"device", "revoke FEED [--accept-through SEQ]", "(coordinator) Revoke a lost laptop.", NULL,
      cli_exec_remote, 0},
+    {"bundle", "FILE [--all]", "Write what the server lacks to FILE, sealed, to carry by hand.",
+     NULL, cli_exec_remote, 0},
+    {"relay", "BUNDLE", "Carry another device's bundle to the server.", NULL, cli_exec_remote, 0},
 };
 
 int

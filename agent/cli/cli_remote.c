@@ -600,6 +600,84 @@ out:
     return code;
 }
 
+static const struct cli_opt relay_opts[] = {{NULL, 0, NULL, NULL}};
+static const struct cli_opt bundle_opts[] = {
+    {"all", 0, NULL, "every entry of this device, not only what the last receipt lacks"},
+    {NULL, 0, NULL, NULL}};
+
+static int
+cmd_bundle(struct cli *cli, const struct cli_cmd *cmd, int argc, char **argv)
+{
+    struct cli_args a;
+    struct fs_err err = {{0}};
+    struct sync_bundle_result res;
+    enum fs_rc rc;
+    int done, code;
+
+    code = cli_parse(cmd, argc, argv, &a, &done);
+    if (code || done)
+        goto out;
+    if (a.npos != 1) {
+        code = cli_usage("usage: fieldsync bundle FILE [--all]");
+        goto out;
+    }
+    rc = sync_bundle_write(cli->store, a.pos[0], cli_flag(&a, 0), &res, &err);
+    if (rc) {
+        code = cli_fail(rc, &err);
+        goto out;
+    }
+    if (res.to < res.from)
+        fprintf(stderr,
+                "nothing to bundle: the server's last receipt covers every entry of this device "
+                "(--all bundles them all); %s was not written\n",
+                a.pos[0]);
+    else
+        fprintf(stderr,
+                "bundled entries %llu to %llu (%llu bytes, sealed to the project's server) in "
+                "%s; carry it to anyone enrolled ('fieldsync relay %s') or to the server's admin\n",
+                (unsigned long long)res.from, (unsigned long long)res.to,
+                (unsigned long long)res.bytes, a.pos[0], a.pos[0]);
+out:
+    cli_args_release(&a);
+    return code;
+}
+
+static int
+cmd_relay(struct cli *cli, const struct cli_cmd *cmd, int argc, char **argv)
+{
+    struct cli_args a;
+    struct fs_err err = {{0}};
+    struct sync_relay_result res;
+    struct sync_http *h = NULL;
+    char hex[2 * PROTO_KEY_BYTES + 1];
+    enum fs_rc rc;
+    int done, code;
+
+    code = cli_parse(cmd, argc, argv, &a, &done);
+    if (code || done)
+        goto out;
+    if (a.npos != 1) {
+        code = cli_usage("usage: fieldsync relay BUNDLE");
+        goto out;
+    }
+    rc = sync_http_for_store(cli->store, &h, &err);
+    if (!rc)
+        rc = sync_relay(cli->store, h, a.pos[0], &res, &err);
+    if (rc) {
+        code = cli_fail(rc, &err);
+        goto out;
+    }
+    proto_hex_encode(res.feed, PROTO_KEY_BYTES, hex);
+    fprintf(stderr,
+            "relayed %s: the server holds %llu entries of device %.16s (its signed receipt "
+            "checked)\n",
+            a.pos[0], (unsigned long long)res.server_have, hex);
+out:
+    sync_http_free(h);
+    cli_args_release(&a);
+    return code;
+}
+
 static const struct cli_cmd commands[] = {
     {"enroll", "URL (--token T | --token-file F|-) [--cacert F]",
      "Join a project's server. The token's fingerprint is checked against the server's key\n"
@@ -622,6 +700,14 @@ static const struct cli_cmd commands[] = {
      cmd_token, 1},
     {"device", "revoke FEED [--accept-through SEQ]",
      "(coordinator) Revoke a lost laptop: later pushes are refused.", revoke_opts, cmd_device, 1},
+    {"bundle", "FILE [--all]",
+     "Write what the server lacks of this device (by its last receipt) to FILE, sealed to\n"
+     "the project's server and signed: a push that anyone can carry on a USB stick.",
+     bundle_opts, cmd_bundle, 1},
+    {"relay", "BUNDLE",
+     "Carry another device's bundle to the server. Each batch is checked here first; the\n"
+     "server checks it as a push from that device, so it counts exactly once.",
+     relay_opts, cmd_relay, 1},
 };
 
 int

@@ -411,5 +411,121 @@ class HeartbeatTest(TempTestCase):
         self.assertIn("damaged", p.err)
         self.assertEqual(p.out, "")
 
+
+class BundleTest(TempTestCase):
+    """A laptop that never meets a link: its entries go on a USB stick, sealed,
+    and reach the server through another laptop or the admin, exactly once."""
+
+    MARK = "FIELD-NOTE-MARK-7"
+
+    def setUp(self):
+        super().setUp()
+        self.server = Server(self.tmp).start()
+
+    def tearDown(self):
+        self.server.stop()
+        super().tearDown()
+
+    def have(self, dev):
+        return [d["have_seq"] for d in self.server.devices() if d["feed"] == feed_of(dev)][0]
+
+    def test_bundle_relay_import(self):
+        far = enrolled_device(self.tmp, self.server, name="far")
+        near = enrolled_device(self.tmp, self.server, name="near")
+        far.ok("config", "set", "batch_max_entries", "7")
+        for i in range(30):
+            far.add("interview", "--note", "%s %d" % (self.MARK, i), "--site", "宝坻区")
+        f1 = os.path.join(self.tmp, "usb", "far-1.fsb")
+        os.makedirs(os.path.dirname(f1))
+        p = far.ok("bundle", f1)
+        self.assertIn("bundled entries 1 to 30", p.err)
+        self.assertEqual(os.stat(f1).st_mode & 0o777, 0o600)
+        with open(f1, "rb") as f:
+            data = f.read()
+        self.assertEqual(data.count(b"FSB1"), 5)  # 30 entries, 7 a batch
+        self.assertNotIn(self.MARK.encode(), data)
+        self.assertNotIn("宝坻区".encode(), data)
+        # Carried by another researcher; again; the server holds each entry once.
+        for _ in range(2):
+            p = near.ok("relay", f1)
+            self.assertIn("the server holds 30 entries", p.err)
+        self.assertEqual(self.have(far), 30)
+        self.assertIn("ok: 30 entries", self.server.admin("check").out)
+        # The far laptop, when it does meet the link, sends nothing and is synced.
+        p = far.ok("sync")
+        self.assertIn("0 entries sent", p.err)
+        st = far.status()
+        self.assertEqual((st["server_have_seq"], st["pending_entries"]), (30, 0))
+        self.assertEqual(far.records("--unsynced"), [])
+        p = far.ok("bundle", os.path.join(self.tmp, "none.fsb"))
+        self.assertIn("nothing to bundle", p.err)
+        self.assertFalse(os.path.exists(os.path.join(self.tmp, "none.fsb")))
+        # Two more, imported by the admin while the server is down; twice.
+        far.add("interview", "--note", "31")
+        far.add("interview", "--note", "32")
+        f2 = os.path.join(self.tmp, "far-2.fsb")
+        self.assertIn("bundled entries 31 to 32", far.ok("bundle", f2).err)
+        self.server.stop()
+        for _ in range(2):
+            p = self.server.admin("import", f2)
+            self.assertIn("the server holds 32 of its entries", p.out)
+        self.server.start()
+        self.assertEqual(self.have(far), 32)
+        # --all: everything again, still once.
+        fall = os.path.join(self.tmp, "far-all.fsb")
+        self.assertIn("bundled entries 1 to 32", far.ok("bundle", fall, "--all").err)
+        near.ok("relay", fall)
+        self.assertEqual(self.have(far), 32)
+        self.assertIn("ok: 32 entries", self.server.admin("check").out)
+
+    def test_what_is_refused_changes_nothing(self):
+        far = enrolled_device(self.tmp, self.server, name="far")
+        near = enrolled_device(self.tmp, self.server, name="near")
+        far.add("interview", "--note", "one")
+        far.add("interview", "--note", "two")
+        good = os.path.join(self.tmp, "good.fsb")
+        far.ok("bundle", good)
+        with open(good, "rb") as f:
+            data = f.read()
+        bad = {
+            "flipped": data[:200] + bytes([data[200] ^ 1]) + data[201:],
+            "truncated": data[:-10],
+            "garbage": b"not a bundle at all\n",
+            "empty": b"",
+            "trailing": data + b"x",
+        }
+        for name, body in bad.items():
+            path = os.path.join(self.tmp, name + ".fsb")
+            with open(path, "wb") as f:
+                f.write(body)
+            p = near.run("relay", path)
+            self.assertOneLineError(p, 65)
+            p = self.server.admin("import", path, check=False)
+            self.assertEqual(p.returncode, 65, (name, p.err))
+            self.assertEqual(len([l for l in p.err.splitlines() if l.strip()]), 1, p.err)
+            self.assertEqual(self.have(far), 0, name)
+        # A device the server does not know (never enrolled there).
+        other = Server(self.tmp, name="server2").start()
+        try:
+            stranger = enrolled_device(self.tmp, other, name="stranger")
+            stranger.add("interview", "--note", "x")
+            sb = os.path.join(self.tmp, "stranger.fsb")
+            stranger.ok("bundle", sb)
+        finally:
+            other.stop()
+        self.assertEqual(self.server.admin("import", sb, check=False).returncode, 77)
+        self.assertOneLineError(near.run("relay", sb), 77)
+        # A revoked device's bundle.
+        self.server.admin("device", "revoke", feed_of(far))
+        self.assertOneLineError(near.run("relay", good), 77)
+        self.assertEqual(self.server.admin("import", good, check=False).returncode, 77)
+        self.assertEqual(self.have(far), 0)
+        # Not enrolled: nothing to seal to.
+        alone = Device(self.tmp, "alone")
+        alone.init()
+        alone.add("interview", "--note", "x")
+        self.assertOneLineError(alone.run("bundle", os.path.join(self.tmp, "a.fsb")), 77)
+        self.assertIn("ok:", self.server.admin("check").out)
+
 if __name__ == "__main__":
     unittest.main(verbosity=2)

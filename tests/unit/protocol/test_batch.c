@@ -15,6 +15,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1286,11 +1287,197 @@ test_batch_encoder_limits(void **state)
     free(content);
 }
 
+/* ---- bundles: sealed payloads, envelopes one after another --------------------------- */
+
+/* A bundle of chain entries from..to, sealed to pk_b (the "server"). */
+static void
+encode_sealed(struct proto_batch_enc *enc, size_t from, size_t to, struct fs_buf *out)
+{
+    struct proto_batch_header h;
+    size_t i;
+
+    for (i = from; i < to; i++)
+        assert_int_equal(proto_batch_enc_add(enc, chain[i].entry, chain[i].entry_len, chain[i].sig,
+                                             chain[i].content_len ? chain[i].content : NULL,
+                                             chain[i].content_len),
+                         FS_OK);
+    memset(&h, 0, sizeof h);
+    h.purpose = PROTO_PURPOSE_BUNDLE;
+    h.has_feed = 1;
+    memcpy(h.feed, pk_a, PROTO_KEY_BYTES);
+    h.from = from + 1;
+    h.to = to;
+    memcpy(h.to_hash, chain[to - 1].hash, PROTO_HASH_BYTES);
+    snprintf(h.created, sizeof h.created, "%s", CREATED);
+    assert_int_equal(proto_batch_enc_finish_sealed(enc, &h, pk_a, sk_a, pk_b, out), FS_OK);
+}
+
+static void
+test_batch_sealed(void **state)
+{
+    struct proto_batch_enc *enc = NULL;
+    struct proto_batch_limits lim;
+    struct proto_batch_view v, open;
+    struct proto_batch_header h;
+    struct fs_buf env, opened, raw;
+    struct fs_err err;
+    unsigned char pk_c[PROTO_KEY_BYTES], sk_c[PROTO_SECRET_BYTES];
+    size_t off = 0, n = 0;
+    struct proto_frame f;
+
+    (void)state;
+    proto_batch_limits_default(&lim);
+    fs_buf_init(&env, PROTO_BATCH_MAX_BYTES);
+    fs_buf_init(&opened, PROTO_BATCH_MAX_BYTES);
+    fs_buf_init(&raw, PROTO_BATCH_MAX_RAW);
+    assert_int_equal(proto_batch_enc_new(1, &enc), FS_OK);
+    encode_sealed(enc, 10, 40, &env);
+    /* No note text in the clear: the region of every record is in the
+     * payload, but not readable in the bytes. */
+    assert_null(memmem(env.data, env.len, "宝坻区", strlen("宝坻区")));
+    assert_null(memmem(env.data, env.len, "industrial", 10));
+    /* Refused where a sealed batch is not expected; authenticated where it is. */
+    assert_int_equal(proto_batch_open(env.data, env.len, &lim, 0, &v, &err), FS_EPROTO);
+    assert_int_equal(proto_batch_open(env.data, env.len, &lim, 1, &v, &err), FS_OK);
+    assert_int_equal(v.flags, PROTO_BATCH_FLAG_SEALED);
+    assert_int_equal(proto_batch_verify(&v, &err), FS_OK);
+    assert_int_equal(proto_batch_header_parse(&v, &lim, &h, &err), FS_OK);
+    assert_int_equal(h.purpose, PROTO_PURPOSE_BUNDLE);
+    /* Not inflated while sealed; not opened by another key (nor by the signer's). */
+    assert_int_not_equal(proto_batch_inflate(&v, &h, &raw, &err), FS_OK);
+    proto_keypair(pk_c, sk_c);
+    assert_int_equal(proto_batch_unseal(&v, pk_c, sk_c, &opened, &open, &err), FS_EPROTO);
+    assert_int_equal(proto_batch_unseal(&v, pk_a, sk_a, &opened, &open, &err), FS_EPROTO);
+    /* The server's key opens it, and the frames are the entries. */
+    assert_int_equal(proto_batch_unseal(&v, pk_b, sk_b, &opened, &open, &err), FS_OK);
+    assert_int_equal(open.flags, 0);
+    assert_int_equal(proto_batch_inflate(&open, &h, &raw, &err), FS_OK);
+    while (proto_batch_next(&raw, &off, &f, &err) == FS_OK) {
+        assert_int_equal(f.entry_len, chain[10 + n].entry_len);
+        assert_memory_equal(f.entry, chain[10 + n].entry, f.entry_len);
+        n++;
+    }
+    assert_int_equal(n, 30);
+    /* A changed byte of the sealed payload: the signature fails first. */
+    env.data[env.len - PROTO_SIG_BYTES - 5] ^= 0x01;
+    assert_int_equal(proto_batch_open(env.data, env.len, &lim, 1, &v, &err), FS_OK);
+    assert_int_equal(proto_batch_verify(&v, &err), FS_EPROTO);
+    /* ...and, were it signed again, the seal fails (it is authenticated too). */
+    assert_int_equal(proto_batch_unseal(&v, pk_b, sk_b, &opened, &open, &err), FS_EPROTO);
+    /* An unsealed batch is not "opened". */
+    fs_buf_reset(&env);
+    fs_buf_release(&env);
+    encode_batch(enc, 0, 3, &env);
+    assert_int_equal(proto_batch_open(env.data, env.len, &lim, 1, &v, &err), FS_OK);
+    assert_int_equal(proto_batch_unseal(&v, pk_b, sk_b, &opened, &open, &err), FS_EPROTO);
+    sodium_memzero(sk_c, sizeof sk_c);
+    proto_batch_enc_free(enc);
+    fs_buf_release(&env);
+    fs_buf_release(&opened);
+    fs_buf_release(&raw);
+}
+
+struct mem_reader {
+    const unsigned char *p;
+    size_t len, off, step; /* step: at most this many bytes per call */
+    int fail_at;           /* -1, or fail when off reaches it */
+};
+
+static long
+mem_read(void *ctx, void *buf, size_t n)
+{
+    struct mem_reader *m = ctx;
+
+    if (m->fail_at >= 0 && m->off >= (size_t)m->fail_at)
+        return -1;
+    if (n > m->step)
+        n = m->step;
+    if (n > m->len - m->off)
+        n = m->len - m->off;
+    memcpy(buf, m->p + m->off, n);
+    m->off += n;
+    return (long)n;
+}
+
+static void
+test_batch_read_envelopes(void **state)
+{
+    struct proto_batch_enc *enc = NULL;
+    struct fs_buf file, one, got;
+    struct fs_err err;
+    size_t ends[3], cut, k, steps[] = {1, 7, 4096, SIZE_MAX};
+    struct mem_reader m;
+
+    (void)state;
+    fs_buf_init(&file, PROTO_BATCH_MAX_BYTES);
+    fs_buf_init(&one, PROTO_BATCH_MAX_BYTES);
+    fs_buf_init(&got, PROTO_BATCH_MAX_BYTES);
+    assert_int_equal(proto_batch_enc_new(1, &enc), FS_OK);
+    /* Three envelopes in one file (a bundle): 1..10, 11..40 sealed, 41..41. */
+    encode_batch(enc, 0, 10, &one);
+    assert_int_equal(fs_buf_add(&file, one.data, one.len), FS_OK);
+    ends[0] = file.len;
+    fs_buf_release(&one);
+    encode_sealed(enc, 10, 40, &file);
+    ends[1] = file.len;
+    encode_batch(enc, 40, 41, &one);
+    assert_int_equal(fs_buf_add(&file, one.data, one.len), FS_OK);
+    ends[2] = file.len;
+    /* Read back whole, one at a time, however the reads are cut. */
+    for (k = 0; k < FS_ARRAY_LEN(steps); k++) {
+        size_t e, start = 0;
+
+        m = (struct mem_reader){file.data, file.len, 0, steps[k], -1};
+        for (e = 0; e < 3; e++) {
+            assert_int_equal(proto_batch_read(mem_read, &m, &got, &err), FS_OK);
+            assert_int_equal(got.len, ends[e] - start);
+            assert_memory_equal(got.data, file.data + start, got.len);
+            start = ends[e];
+        }
+        assert_int_equal(proto_batch_read(mem_read, &m, &got, &err), FS_ENOTFOUND);
+    }
+    /* Cut anywhere inside an envelope: truncated, never a short envelope. */
+    for (cut = ends[0] + 1; cut < ends[1]; cut += 97) {
+        m = (struct mem_reader){file.data, cut, 0, SIZE_MAX, -1};
+        assert_int_equal(proto_batch_read(mem_read, &m, &got, &err), FS_OK);
+        assert_int_equal(proto_batch_read(mem_read, &m, &got, &err), FS_EPROTO);
+    }
+    /* Not a batch; a read error; lengths past the limits, refused before reading on. */
+    m = (struct mem_reader){(const unsigned char *)"garbage\n", 8, 0, SIZE_MAX, -1};
+    assert_int_equal(proto_batch_read(mem_read, &m, &got, &err), FS_EPROTO);
+    assert_non_null(strstr(err.msg, "not a fieldsync batch"));
+    m = (struct mem_reader){file.data, file.len, 0, SIZE_MAX, 100};
+    assert_int_equal(proto_batch_read(mem_read, &m, &got, &err), FS_EIO);
+    {
+        unsigned char big[8 + PROTO_KEY_BYTES + 4 + 8];
+        size_t hl;
+
+        memcpy(big, file.data, sizeof big);
+        big[8 + PROTO_KEY_BYTES] = 0x7f; /* header length 2 GiB */
+        m = (struct mem_reader){big, sizeof big, 0, SIZE_MAX, -1};
+        assert_int_equal(proto_batch_read(mem_read, &m, &got, &err), FS_EPROTO);
+        /* A payload length past the batch limit. */
+        hl = fs_get_u32be(file.data + 8 + PROTO_KEY_BYTES);
+        fs_buf_reset(&one);
+        assert_int_equal(fs_buf_add(&one, file.data, 8 + PROTO_KEY_BYTES + 4 + hl), FS_OK);
+        assert_int_equal(fs_buf_add_u32be(&one, PROTO_BATCH_MAX_BYTES), FS_OK);
+        m = (struct mem_reader){one.data, one.len, 0, SIZE_MAX, -1};
+        assert_int_equal(proto_batch_read(mem_read, &m, &got, &err), FS_ETOOBIG);
+        assert_true(got.len <= one.len);
+    }
+    proto_batch_enc_free(enc);
+    fs_buf_release(&file);
+    fs_buf_release(&one);
+    fs_buf_release(&got);
+}
+
 int
 main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_batch_roundtrip),
+        cmocka_unit_test(test_batch_sealed),
+        cmocka_unit_test(test_batch_read_envelopes),
         cmocka_unit_test(test_batch_hand_built_matches),
         cmocka_unit_test(test_batch_bit_flips),
         cmocka_unit_test(test_batch_trailing_and_truncated),
