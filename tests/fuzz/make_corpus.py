@@ -126,6 +126,14 @@ SEEDS = {
                           (SIG2.hex(), "a0" * 16, KEY)).encode(),
         "token.txt": ("fs1_%s_%s" % (KEY[:16], "5e" * 32)).encode(),
     },
+    "fuzz_bundle": {
+        # The vector batch as a one-batch file, twice in a row, cut short, and
+        # followed by a stray byte.
+        "batch2.fsb": BATCH2,
+        "batch2-twice.fsb": BATCH2 + BATCH2,
+        "batch2-cut.fsb": BATCH2[:len(BATCH2) // 2],
+        "batch2-trailing.fsb": BATCH2 + b"x",
+    },
     "fuzz_heartbeat": {
         # The vector's line as carried (with its newline, which the parser
         # refuses: callers strip it), without it, and with a byte changed.
