@@ -96,6 +96,7 @@ notify(void *ctx, const char *text)
 struct nm_watch {
     sd_bus *bus;
     sd_bus_slot *slot;
+    const struct fs_log *log;
     int up;
 };
 
@@ -109,7 +110,11 @@ nm_state_changed(sd_bus_message *m, void *ud, sd_bus_error *e)
     uint32_t state = 0;
 
     (void)e;
-    if (sd_bus_message_read(m, "u", &state) >= 0 && state >= NM_STATE_CONNECTED_SITE)
+    if (sd_bus_message_read(m, "u", &state) < 0)
+        return 0;
+    FS_LOG(nm->log, FS_LOG_INFO, "NetworkManager: state %u%s", (unsigned)state,
+           state >= NM_STATE_CONNECTED_SITE ? " (connected)" : "");
+    if (state >= NM_STATE_CONNECTED_SITE)
         nm->up = 1;
     return 0;
 }
@@ -141,6 +146,7 @@ nm_open(struct nm_watch *nm, const struct fs_log *log)
     int r;
 
     memset(nm, 0, sizeof *nm);
+    nm->log = log;
     r = sd_bus_open_system(&nm->bus);
     if (r >= 0)
         r = sd_bus_match_signal(nm->bus, &nm->slot, "org.freedesktop.NetworkManager",

@@ -290,6 +290,67 @@ class DaemonTest(TempTestCase):
         until(lambda m: "STOPPING=1" in m.splitlines(), what="STOPPING=1")
         self.assertEqual(d.proc.wait(timeout=30), 0)
 
+    def test_networkmanager_connected_ends_the_backoff(self):
+        """NetworkManager's StateChanged on the system bus (a private bus here,
+        with a stand-in for NetworkManager): a connected state (60, 70) ends
+        the wait at once; another state (20, disconnected) does not."""
+        daemon_bin, fake = shutil.which("dbus-daemon"), os.path.join(BIN, "tests", "tools",
+                                                                      "fake_nm")
+        if not daemon_bin or not os.path.exists(fake):
+            self.skipTest("needs dbus-daemon (scripts/setup installs it) and a libsystemd build")
+        sock = os.path.join(self.tmp, "bus")
+        conf = os.path.join(self.tmp, "bus.conf")
+        with open(conf, "w") as f:
+            f.write('<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration '
+                    '1.0//EN" "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">\n'
+                    "<busconfig><type>system</type><listen>unix:path=%s</listen>"
+                    "<auth>EXTERNAL</auth><policy context=\"default\">"
+                    "<allow send_destination=\"*\" eavesdrop=\"true\"/><allow eavesdrop=\"true\"/>"
+                    "<allow own=\"*\"/><allow user=\"*\"/></policy></busconfig>\n" % sock)
+        bus = subprocess.Popen([daemon_bin, "--config-file", conf, "--nofork", "--nopidfile",
+                                "--print-address"], stdout=subprocess.PIPE,
+                               stderr=subprocess.DEVNULL)
+        nm = None
+        try:
+            address = bus.stdout.readline().decode().strip()
+            self.assertTrue(address.startswith("unix:"), address)
+            env = {"DBUS_SYSTEM_BUS_ADDRESS": address}
+            self.server.start()
+            dev = enrolled_device(self.tmp, self.server)
+            # A wait far longer than the test: only an event can end it.
+            self.set_backoff(dev, 600000, 600000)
+            self.server.stop()
+            dev.add("interview", "--note", "to go when the network says so")
+            d = self.daemon(dev).start(env=env)
+            wait_for(lambda: len(d.retries()) >= 1, what="the first failed attempt")
+            self.server.start()
+            nm = subprocess.Popen([fake], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, env=dict(os.environ, **env))
+            self.assertEqual(nm.stdout.readline().strip(), b"ready")
+            for state in (20, 70):
+                nm.stdin.write(b"%d\n" % state)
+                nm.stdin.flush()
+                self.assertEqual(nm.stdout.readline().strip(), b"sent %d" % state)
+                wait_for(lambda: "NetworkManager: state %d" % state in d.text(),
+                         what="fieldsyncd to receive state %d" % state)
+            wait_for(lambda: server_have(self.server, dev) == 1, timeout=60,
+                     what="the push NetworkManager's signal allows")
+            # One wake-up, after the connected state: the disconnected one did not count.
+            text = d.text()
+            woke = "NetworkManager reports a connection; trying again"
+            self.assertEqual(text.count(woke), 1, text)
+            self.assertLess(text.index("NetworkManager: state 70 (connected)"), text.index(woke))
+            self.assertEqual(len(d.retries()), 1)
+        finally:
+            if nm:
+                nm.stdin.close()
+                nm.wait(timeout=30)
+                nm.stdout.close()
+                nm.stderr.close()
+            bus.terminate()
+            bus.wait(timeout=30)
+            bus.stdout.close()
+
     def test_second_daemon_exits_75(self):
         dev = Device(self.tmp)
         dev.init()
