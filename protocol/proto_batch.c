@@ -3,6 +3,7 @@
 #include "proto_batch.h"
 
 #include <sodium.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <zlib.h>
@@ -477,6 +478,15 @@ proto_batch_unseal(const struct proto_batch_view *v, const unsigned char server_
 out:
     sodium_memzero(xsk, sizeof xsk);
     return rc;
+}
+
+long
+proto_read_stdio(void *ctx, void *buf, size_t n)
+{
+    FILE *f = ctx;
+    size_t got = fread(buf, 1, n, f);
+
+    return got == 0 && ferror(f) ? -1 : (long)got;
 }
 
 /* Reads exactly n bytes onto out: FS_OK, FS_ENOTFOUND when the input ends

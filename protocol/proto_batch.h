@@ -113,6 +113,8 @@ FS_WUR enum fs_rc proto_batch_unseal(const struct proto_batch_view *v,
  * rest follow. FS_ENOTFOUND at a clean end, FS_EPROTO for a truncated or
  * foreign file, FS_ETOOBIG, FS_EIO when rd fails. */
 typedef long (*proto_read_fn)(void *ctx, void *buf, size_t n);
+/* A proto_read_fn over a stdio stream (ctx: the FILE *). */
+long proto_read_stdio(void *ctx, void *buf, size_t n);
 FS_WUR enum fs_rc proto_batch_read(proto_read_fn rd, void *ctx, struct fs_buf *out,
                                    struct fs_err *err);
 /* Steps 1-4 for a batch read from a bundle file: lengths (sealed allowed),

@@ -697,15 +697,6 @@ cmd_heartbeat(const struct opts *o)
     return EX_OK;
 }
 
-static long
-read_stdio(void *ctx, void *buf, size_t n)
-{
-    FILE *f = ctx;
-    size_t got = fread(buf, 1, n, f);
-
-    return got == 0 && ferror(f) ? -1 : (long)got;
-}
-
 /* One batch of a bundle, handed to the API as its device's push would be:
  * the same checks, in the same order, and one transaction. */
 static enum fs_rc
@@ -786,7 +777,7 @@ cmd_import(const struct opts *o)
             for (batches = 0; !rc; batches += !rc) {
                 struct proto_batch_header h;
 
-                rc = proto_batch_read(read_stdio, in, &b, &err);
+                rc = proto_batch_read(proto_read_stdio, in, &b, &err);
                 if (rc == FS_ENOTFOUND && batches) {
                     rc = FS_OK;
                     break;

@@ -158,15 +158,6 @@ out:
     return rc;
 }
 
-static long
-read_file(void *ctx, void *buf, size_t n)
-{
-    FILE *f = ctx;
-    size_t got = fread(buf, 1, n, f);
-
-    return got == 0 && ferror(f) ? -1 : (long)got;
-}
-
 /* Every batch of the file, checked before any is sent (so that a damaged
  * file sends nothing): one device's bundles, each whole and signed. */
 static enum fs_rc
@@ -178,7 +169,7 @@ check_file(FILE *f, const char *path, struct fs_buf *b, unsigned char feed[PROTO
     enum fs_rc rc;
 
     for (;; n++) {
-        rc = proto_batch_read(read_file, f, b, err);
+        rc = proto_batch_read(proto_read_stdio, f, b, err);
         if (rc == FS_ENOTFOUND && n)
             break;
         if (rc == FS_ENOTFOUND)
@@ -227,7 +218,7 @@ sync_relay(struct store *s, struct sync_http *h, const char *path, struct sync_r
         uint64_t have;
         int has_head;
 
-        rc = proto_batch_read(read_file, f, &b, err);
+        rc = proto_batch_read(proto_read_stdio, f, &b, err);
         if (rc == FS_ENOTFOUND) {
             rc = FS_OK;
             break;

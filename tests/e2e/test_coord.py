@@ -260,9 +260,8 @@ class CoordTest(TempTestCase):
 
 
 
-class HeartbeatTest(TempTestCase):
-    """A laptop's signed line about what it holds, carried by other means;
-    the completeness report shows what the server still lacks."""
+class ServerTestCase(TempTestCase):
+    """A started server for each test."""
 
     def setUp(self):
         super().setUp()
@@ -271,6 +270,11 @@ class HeartbeatTest(TempTestCase):
     def tearDown(self):
         self.server.stop()
         super().tearDown()
+
+
+class HeartbeatTest(ServerTestCase):
+    """A laptop's signed line about what it holds, carried by other means;
+    the completeness report shows what the server still lacks."""
 
     def post(self, body):
         status, data = self.server.request("POST", "/v1/heartbeats", body=body)
@@ -412,19 +416,11 @@ class HeartbeatTest(TempTestCase):
         self.assertEqual(p.out, "")
 
 
-class BundleTest(TempTestCase):
+class BundleTest(ServerTestCase):
     """A laptop that never meets a link: its entries go on a USB stick, sealed,
     and reach the server through another laptop or the admin, exactly once."""
 
     MARK = "FIELD-NOTE-MARK-7"
-
-    def setUp(self):
-        super().setUp()
-        self.server = Server(self.tmp).start()
-
-    def tearDown(self):
-        self.server.stop()
-        super().tearDown()
 
     def have(self, dev):
         return [d["have_seq"] for d in self.server.devices() if d["feed"] == feed_of(dev)][0]
