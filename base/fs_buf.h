@@ -53,5 +53,16 @@ fs_put_u32be(unsigned char *p, uint32_t v)
     p[2] = (unsigned char)(v >> 8);
     p[3] = (unsigned char)v;
 }
+static inline uint64_t
+fs_get_u64be(const unsigned char *p)
+{
+    return ((uint64_t)fs_get_u32be(p) << 32) | fs_get_u32be(p + 4);
+}
+static inline void
+fs_put_u64be(unsigned char *p, uint64_t v)
+{
+    fs_put_u32be(p, (uint32_t)(v >> 32));
+    fs_put_u32be(p + 4, (uint32_t)v);
+}
 
 #endif

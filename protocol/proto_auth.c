@@ -438,36 +438,16 @@ proto_enroll_req_format(const struct proto_enroll_req *r, struct fs_buf *out)
 /* ---- heartbeats ------------------------------------------------------------------- */
 
 static void
-put_u64be(unsigned char *p, uint64_t v)
-{
-    int i;
-
-    for (i = 7; i >= 0; i--, v >>= 8)
-        p[i] = (unsigned char)(v & 0xff);
-}
-
-static uint64_t
-get_u64be(const unsigned char *p)
-{
-    uint64_t v = 0;
-    int i;
-
-    for (i = 0; i < 8; i++)
-        v = v << 8 | p[i];
-    return v;
-}
-
-static void
 heartbeat_payload(const struct proto_heartbeat *hb, unsigned char p[PROTO_HEARTBEAT_PAYLOAD])
 {
     p[0] = PROTO_HEARTBEAT_VERSION;
     memcpy(p + 1, hb->feed, PROTO_KEY_BYTES);
-    put_u64be(p + 1 + PROTO_KEY_BYTES, hb->seq);
+    fs_put_u64be(p + 1 + PROTO_KEY_BYTES, hb->seq);
     if (hb->seq)
         memcpy(p + 9 + PROTO_KEY_BYTES, hb->head, PROTO_HASH_BYTES);
     else
         memset(p + 9 + PROTO_KEY_BYTES, 0, PROTO_HASH_BYTES);
-    put_u64be(p + 9 + PROTO_KEY_BYTES + PROTO_HASH_BYTES, (uint64_t)hb->at_ms);
+    fs_put_u64be(p + 9 + PROTO_KEY_BYTES + PROTO_HASH_BYTES, (uint64_t)hb->at_ms);
 }
 
 void
@@ -508,9 +488,9 @@ proto_heartbeat_parse(const char *line, size_t len, struct proto_heartbeat *out,
     if (raw[0] != PROTO_HEARTBEAT_VERSION)
         return fs_err_set(err, FS_EINVAL, "unknown heartbeat version %u", raw[0]);
     memcpy(out->feed, raw + 1, PROTO_KEY_BYTES);
-    out->seq = get_u64be(raw + 1 + PROTO_KEY_BYTES);
+    out->seq = fs_get_u64be(raw + 1 + PROTO_KEY_BYTES);
     memcpy(out->head, raw + 9 + PROTO_KEY_BYTES, PROTO_HASH_BYTES);
-    at = get_u64be(raw + 9 + PROTO_KEY_BYTES + PROTO_HASH_BYTES);
+    at = fs_get_u64be(raw + 9 + PROTO_KEY_BYTES + PROTO_HASH_BYTES);
     if (out->seq > PROTO_MAX_SAFE_INT)
         return fs_err_set(err, FS_EINVAL, "the heartbeat's seq is out of range");
     if ((out->seq == 0) != (memcmp(out->head, zero, sizeof zero) == 0))

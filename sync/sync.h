@@ -123,6 +123,13 @@ FS_WUR enum fs_rc sync_open_state(const char *tag, const struct sync_resp *r,
                                   const unsigned char feed[PROTO_KEY_BYTES], uint64_t *have,
                                   int *has_head, unsigned char head[PROTO_HASH_BYTES],
                                   struct fs_err *err);
+/* A push's answer: the signed receipt (sync_open_state) must cover the batch,
+ * which ended at seq to. */
+FS_WUR enum fs_rc sync_open_receipt(const struct sync_resp *r,
+                                    const unsigned char server_pk[PROTO_KEY_BYTES],
+                                    const unsigned char feed[PROTO_KEY_BYTES], uint64_t to,
+                                    uint64_t *have, int *has_head,
+                                    unsigned char head[PROTO_HASH_BYTES], struct fs_err *err);
 
 /* ---- bundles: a push carried by hand --------------------------------------------- */
 

@@ -254,17 +254,9 @@ sync_relay(struct store *s, struct sync_http *h, const char *path, struct sync_r
                 rc = fs_err_set(err, FS_EPROTO, "unexpected answer %ld: %s", r.status, msg);
             goto out;
         }
-        rc =
-            sync_open_state(PROTO_TAG_RECEIPT, &r, server_pk, bh.feed, &have, &has_head, head, err);
+        rc = sync_open_receipt(&r, server_pk, bh.feed, bh.to, &have, &has_head, head, err);
         if (rc)
             goto out;
-        if (have < bh.to) {
-            rc = fs_err_set(err, FS_EPROTO,
-                            "the server's receipt covers %" PRIu64 " but the bundle ended at "
-                            "%" PRIu64,
-                            have, bh.to);
-            goto out;
-        }
         out->envelopes++;
         out->server_have = have;
     }

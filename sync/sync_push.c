@@ -230,6 +230,21 @@ check_claim(struct store *s, uint64_t local, uint64_t have, int has_head,
 }
 
 enum fs_rc
+sync_open_receipt(const struct sync_resp *r, const unsigned char server_pk[PROTO_KEY_BYTES],
+                  const unsigned char feed[PROTO_KEY_BYTES], uint64_t to, uint64_t *have,
+                  int *has_head, unsigned char head[PROTO_HASH_BYTES], struct fs_err *err)
+{
+    enum fs_rc rc =
+        sync_open_state(PROTO_TAG_RECEIPT, r, server_pk, feed, have, has_head, head, err);
+
+    if (!rc && *have < to)
+        rc = fs_err_set(err, FS_EPROTO,
+                        "the server's receipt covers %" PRIu64 " but the batch ended at %" PRIu64,
+                        *have, to);
+    return rc;
+}
+
+enum fs_rc
 sync_own_batch(struct store *s, struct proto_batch_enc *enc, enum proto_purpose purpose,
                uint64_t from, uint64_t to, size_t max_entries, size_t max_bytes,
                const unsigned char *seal_to, struct fs_buf *out, struct proto_batch_header *bh,
@@ -427,19 +442,12 @@ sync_push(struct store *s, struct sync_http *h, sync_progress_cb progress, void 
             int rhas;
             char *text;
 
-            rc = sync_open_state(PROTO_TAG_RECEIPT, &r, server_pk, feed, &rhave, &rhas, rhead, err);
+            rc = sync_open_receipt(&r, server_pk, feed, bh.to, &rhave, &rhas, rhead, err);
             if (rc)
                 goto out;
             rc = check_claim(s, st.local_seq, rhave, rhas, rhead, err);
             if (rc)
                 goto out;
-            if (rhave < bh.to) {
-                rc = fs_err_set(err, FS_EPROTO,
-                                "the server's receipt covers %" PRIu64 " but the batch ended at "
-                                "%" PRIu64,
-                                rhave, bh.to);
-                goto out;
-            }
             text = strndup((const char *)r.body, r.len);
             if (!text) {
                 rc = fs_err_set(err, FS_ENOMEM, "out of memory");

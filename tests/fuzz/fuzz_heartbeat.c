@@ -9,17 +9,6 @@
 #include "fuzz.h"
 #include "proto_auth.h"
 
-static uint64_t
-be64(const unsigned char *p)
-{
-    uint64_t v = 0;
-    int i;
-
-    for (i = 0; i < 8; i++)
-        v = v << 8 | p[i];
-    return v;
-}
-
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -47,8 +36,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     proto_sign_tagged(PROTO_TAG_HEARTBEAT, raw, PROTO_HEARTBEAT_PAYLOAD, k->sk,
                       raw + PROTO_HEARTBEAT_PAYLOAD);
     sodium_bin2base64(line, sizeof line, raw, sizeof raw, sodium_base64_VARIANT_URLSAFE_NO_PADDING);
-    seq = be64(raw + 1 + PROTO_KEY_BYTES);
-    at = be64(raw + 9 + PROTO_KEY_BYTES + PROTO_HASH_BYTES);
+    seq = fs_get_u64be(raw + 1 + PROTO_KEY_BYTES);
+    at = fs_get_u64be(raw + 9 + PROTO_KEY_BYTES + PROTO_HASH_BYTES);
     rules = raw[0] == PROTO_HEARTBEAT_VERSION && seq <= PROTO_MAX_SAFE_INT &&
             (seq == 0) == (memcmp(raw + 9 + PROTO_KEY_BYTES, zero, sizeof zero) == 0) &&
             at <= (uint64_t)INT64_MAX;

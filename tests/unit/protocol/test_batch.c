@@ -231,9 +231,11 @@ expect_recv(const struct fs_buf *env, enum step want, enum fs_rc want_rc, const 
 
 /* ---- building envelopes ------------------------------------------------------------- */
 
-/* The envelope of frames [from, to) (seq from+1 .. to) with the encoder. */
+/* Frames [from, to) (seq from+1 .. to) as a batch of purpose, sealed to
+ * seal_to when given, appended to out; the encoder's counts checked on the way. */
 static void
-encode_batch(struct proto_batch_enc *enc, size_t from, size_t to, struct fs_buf *out)
+encode_into(struct proto_batch_enc *enc, size_t from, size_t to, enum proto_purpose purpose,
+            const unsigned char *seal_to, struct fs_buf *out)
 {
     struct proto_batch_header h;
     size_t i, raw = 0;
@@ -248,18 +250,27 @@ encode_batch(struct proto_batch_enc *enc, size_t from, size_t to, struct fs_buf 
         assert_int_equal(proto_batch_enc_raw_len(enc), raw);
     }
     memset(&h, 0, sizeof h);
-    h.purpose = PROTO_PURPOSE_PUSH;
+    h.purpose = purpose;
     h.has_feed = 1;
     memcpy(h.feed, pk_a, PROTO_KEY_BYTES);
     h.from = from + 1;
     h.to = to;
     memcpy(h.to_hash, chain[to - 1].hash, PROTO_HASH_BYTES);
     snprintf(h.created, sizeof h.created, "%s", CREATED);
-    fs_buf_init(out, PROTO_BATCH_MAX_BYTES);
-    assert_int_equal(proto_batch_enc_finish(enc, &h, pk_a, sk_a, out), FS_OK);
+    assert_int_equal(seal_to ? proto_batch_enc_finish_sealed(enc, &h, pk_a, sk_a, seal_to, out)
+                             : proto_batch_enc_finish(enc, &h, pk_a, sk_a, out),
+                     FS_OK);
     /* The encoder is reset for the next batch. */
     assert_int_equal(proto_batch_enc_count(enc), 0);
     assert_int_equal(proto_batch_enc_raw_len(enc), 0);
+}
+
+/* The push envelope of frames [from, to), in a new out. */
+static void
+encode_batch(struct proto_batch_enc *enc, size_t from, size_t to, struct fs_buf *out)
+{
+    fs_buf_init(out, PROTO_BATCH_MAX_BYTES);
+    encode_into(enc, from, to, PROTO_PURPOSE_PUSH, NULL, out);
 }
 
 static void
@@ -1289,27 +1300,11 @@ test_batch_encoder_limits(void **state)
 
 /* ---- bundles: sealed payloads, envelopes one after another --------------------------- */
 
-/* A bundle of chain entries from..to, sealed to pk_b (the "server"). */
+/* A bundle of chain entries from..to, sealed to pk_b (the "server"), appended to out. */
 static void
 encode_sealed(struct proto_batch_enc *enc, size_t from, size_t to, struct fs_buf *out)
 {
-    struct proto_batch_header h;
-    size_t i;
-
-    for (i = from; i < to; i++)
-        assert_int_equal(proto_batch_enc_add(enc, chain[i].entry, chain[i].entry_len, chain[i].sig,
-                                             chain[i].content_len ? chain[i].content : NULL,
-                                             chain[i].content_len),
-                         FS_OK);
-    memset(&h, 0, sizeof h);
-    h.purpose = PROTO_PURPOSE_BUNDLE;
-    h.has_feed = 1;
-    memcpy(h.feed, pk_a, PROTO_KEY_BYTES);
-    h.from = from + 1;
-    h.to = to;
-    memcpy(h.to_hash, chain[to - 1].hash, PROTO_HASH_BYTES);
-    snprintf(h.created, sizeof h.created, "%s", CREATED);
-    assert_int_equal(proto_batch_enc_finish_sealed(enc, &h, pk_a, sk_a, pk_b, out), FS_OK);
+    encode_into(enc, from, to, PROTO_PURPOSE_BUNDLE, pk_b, out);
 }
 
 static void
