@@ -12,21 +12,35 @@
 
 struct import {
     struct cli *cli;
+    struct store_bulk *bulk; /* new records are signed here and written on another thread */
     uint64_t added, skipped;
     struct fs_buf cbuf; /* canonical content of the row at hand */
 };
 
 /* Stores one row's content; id may be NULL. enc: the content checked and
- * encoded already (by the reading thread), or NULL to do it here. */
+ * encoded already (by the reading thread), or NULL to do it here. where: the
+ * row's line; with an error, *fail_where is the line of the row that failed
+ * (an earlier one, when its write failed on the other thread). */
 static enum fs_rc
 import_row(struct import *im, const struct proto_content *c, const unsigned char *enc,
-           size_t enc_len, const char *id, struct fs_err *err)
+           size_t enc_len, const char *id, uint64_t where, uint64_t *fail_where, struct fs_err *err)
 {
     unsigned char h[PROTO_HASH_BYTES];
     char nid[PROTO_UUID_LEN + 1];
     int exists, same;
     enum fs_rc rc;
 
+    *fail_where = where;
+    if (!id && enc) {
+        rc = store_bulk_add(im->bulk, c, enc, enc_len, where, nid, fail_where, err);
+        if (!rc)
+            im->added++;
+        return rc;
+    }
+    /* The usual way: every row before this one written first. */
+    rc = store_bulk_drain(im->bulk, fail_where, err);
+    if (rc)
+        return rc;
     if (id) {
         if (proto_uuid_check(id, strlen(id)))
             return fs_err_set(err, FS_EINVAL, "\"id\" is not a lowercase UUIDv7");
@@ -213,6 +227,7 @@ import_rows(struct import *im, FILE *f, const char *path, int csv, struct fs_err
     struct reader rd;
     struct row r;
     pthread_t t;
+    uint64_t where = 0;
     enum fs_rc rc = FS_OK;
 
     memset(&rd, 0, sizeof rd);
@@ -239,14 +254,15 @@ import_rows(struct import *im, FILE *f, const char *path, int csv, struct fs_err
             rc = r.rc;
             break;
         }
-        rc = import_row(im, &r.c, r.enc, r.enc_len, r.has_id ? r.id : NULL, err);
+        rc = import_row(im, &r.c, r.enc, r.enc_len, r.has_id ? r.id : NULL, r.where, &where, err);
         row_release(&r);
-        if (rc) {
-            fs_err_prefix(err, "%s %s %llu: ", path, csv ? "row" : "line",
-                          (unsigned long long)r.where);
+        if (rc)
             break;
-        }
     }
+    if (!rc)
+        rc = store_bulk_drain(im->bulk, &where, err);
+    if (rc && where)
+        fs_err_prefix(err, "%s %s %llu: ", path, csv ? "row" : "line", (unsigned long long)where);
     /* Stop the reader, then free what it had read ahead. */
     pthread_mutex_lock(&rd.mu);
     rd.stop = 1;
@@ -342,9 +358,20 @@ cmd_import(struct cli *cli, const struct cli_cmd *cmd, int argc, char **argv)
                         path);
         goto fail;
     }
+    rc = store_bulk_begin(cli->store, &im.bulk, &err);
+    if (rc)
+        goto fail;
     rc = import_rows(&im, f, path, is_csv(path, f), &err);
     if (rc)
         goto fail;
+    {
+        uint64_t w;
+
+        rc = store_bulk_end(im.bulk, &w, &err);
+        im.bulk = NULL;
+        if (rc)
+            goto fail;
+    }
     rc = store_import_mark(cli->store, h, path, im.added, &err);
     if (rc)
         goto fail;
@@ -359,6 +386,13 @@ cmd_import(struct cli *cli, const struct cli_cmd *cmd, int argc, char **argv)
     fputc('\n', stderr);
     goto out;
 fail:
+    if (im.bulk) {
+        struct fs_err ignored;
+        uint64_t w;
+
+        (void)store_bulk_end(im.bulk, &w, &ignored); /* the writer stopped before the rollback */
+        im.bulk = NULL;
+    }
     if (in_tx)
         store_rollback(cli->store);
     fs_err_prefix(&err, "import failed, nothing stored: ");

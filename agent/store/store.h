@@ -10,7 +10,8 @@
  * line and the daemon) can share a store.
  *
  * Dependency rule: store/ includes protocol/ and base/ only. A struct store is
- * used by one thread at a time.
+ * used by one thread at a time (a bulk's writer thread uses the connection
+ * only while the caller signs, never touching a table itself).
  */
 #ifndef STORE_H
 #define STORE_H
@@ -84,6 +85,27 @@ FS_WUR enum fs_rc store_record_create_encoded(struct store *s, const struct prot
                                               const unsigned char *bytes, size_t len,
                                               const char *id, char id_out[PROTO_UUID_LEN + 1],
                                               struct fs_err *err);
+/* A bulk of new records (import), inside the caller's transaction
+ * (store_begin): each entry is built and signed on the caller's thread while a
+ * second thread writes the ones before it. The records come out as the same
+ * calls of store_record_create_encoded with no id would make them, in order.
+ * Errors carry the "where" of the row that failed (a row's write may fail
+ * after later rows were handed over). Between store_bulk_drain and the next
+ * store_bulk_add the store may be used as usual (ids looked up, records with
+ * a given id created). On any error the transaction must be rolled back. */
+struct store_bulk;
+FS_WUR enum fs_rc store_bulk_begin(struct store *s, struct store_bulk **out, struct fs_err *err);
+/* Content c checked and encoded as for store_record_create_encoded; where:
+ * the caller's name for the row (a line number), returned in *fail_where
+ * with an error. */
+FS_WUR enum fs_rc store_bulk_add(struct store_bulk *b, const struct proto_content *c,
+                                 const unsigned char *bytes, size_t len, uint64_t where,
+                                 char id_out[PROTO_UUID_LEN + 1], uint64_t *fail_where,
+                                 struct fs_err *err);
+/* Waits until every record handed over is written. */
+FS_WUR enum fs_rc store_bulk_drain(struct store_bulk *b, uint64_t *fail_where, struct fs_err *err);
+/* Drains, stops the writer and frees b (NULL is a no-op). */
+enum fs_rc store_bulk_end(struct store_bulk *b, uint64_t *fail_where, struct fs_err *err);
 /* Appends a revision of record id whose parent is the current winner.
  * FS_ENOTFOUND for an unknown id; FS_EINVAL for a deleted or contested one;
  * FS_EAUTH when this feed may not revise it (not the owner, not a coordinator). */

@@ -2,6 +2,8 @@
  * reading it back. */
 #include "store_int.h"
 
+#include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -237,56 +239,23 @@ op_end(struct store *s, int own, enum fs_rc rc, struct fs_err *err)
     return rc;
 }
 
-/* Appends one entry to the own feed, inside the caller's transaction.
- * content: the canonical content bytes (NULL for a delete). */
-/* The records row of a record whose only revision is the root just written
- * here: what store_record_refresh would merge, without loading anything. */
-static enum fs_rc
-record_insert_root(struct store *s, const char *id, const struct proto_content *c,
-                   const unsigned char hash[PROTO_HASH_BYTES], uint64_t seq, struct fs_err *err)
-{
-    sqlite3_stmt *st;
-    int64_t observed_ms = 0;
-    enum fs_rc rc;
-    int r;
+/* An own entry built and signed, ready to be written. */
+struct own_entry {
+    uint64_t seq;
+    unsigned char hash[PROTO_HASH_BYTES];
+    unsigned char sig[PROTO_SIG_BYTES];
+    unsigned char content_hash[PROTO_HASH_BYTES];
+};
 
-    if (proto_time_parse(c->observed_at, strlen(c->observed_at), 0, &observed_ms))
-        return fs_err_set(err, FS_EINVAL, "observed_at is not RFC 3339");
-    rc = store_stmt(s, ST_RECORD_UPSERT, &st, err);
-    if (rc)
-        return rc;
-    sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
-    sqlite3_bind_int(st, 2, (int)PROTO_REC_LIVE);
-    sqlite3_bind_blob(st, 3, s->pk, PROTO_KEY_BYTES, SQLITE_STATIC);
-    sqlite3_bind_blob(st, 4, hash, PROTO_HASH_BYTES, SQLITE_STATIC);
-    sqlite3_bind_blob(st, 5, s->pk, PROTO_KEY_BYTES, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 6, (sqlite3_int64)seq);
-    sqlite3_bind_int64(st, 7, 1);
-    sqlite3_bind_text(st, 8, c->kind, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 9, observed_ms);
-    sqlite3_bind_int64(st, 10, 0);
-    sqlite3_bind_int64(st, 11, (sqlite3_int64)seq);
-    r = sqlite3_step(st);
-    sqlite3_reset(st);
-    if (r != SQLITE_DONE)
-        return store_sqlerr(s, r, "updating the records view", err);
-    return FS_OK;
-}
-
-/* new_root: the record has no revision anywhere in this store yet (a fresh
- * id, or one looked up), so its view row is written without a merge. */
+/* The own feed's head: its seq and hash (seq 0 for an empty feed). */
 static enum fs_rc
-append_own(struct store *s, enum proto_op op, const char *id, uint64_t gen,
-           const unsigned char *parent, const unsigned char *content, size_t clen,
-           const struct proto_content *known, int new_root, struct fs_err *err)
+own_head(struct store *s, uint64_t *seq, unsigned char hash[PROTO_HASH_BYTES], struct fs_err *err)
 {
-    struct proto_entry e;
-    unsigned char sig[PROTO_SIG_BYTES], hash[PROTO_HASH_BYTES];
     sqlite3_stmt *st;
     enum fs_rc rc;
     int r;
 
-    memset(&e, 0, sizeof e);
+    *seq = 0;
     rc = store_stmt(s, ST_SELF_HEAD, &st, err);
     if (rc)
         return rc;
@@ -294,16 +263,35 @@ append_own(struct store *s, enum proto_op op, const char *id, uint64_t gen,
     r = sqlite3_step(st);
     if (r != SQLITE_ROW)
         return store_sqlerr(s, r == SQLITE_DONE ? SQLITE_CORRUPT : r, "reading the feed head", err);
-    e.seq = (uint64_t)sqlite3_column_int64(st, 0) + 1;
-    if (e.seq > 1) {
+    *seq = (uint64_t)sqlite3_column_int64(st, 0);
+    if (*seq > 0) {
         if (sqlite3_column_bytes(st, 1) != PROTO_HASH_BYTES) {
             sqlite3_reset(st);
             return fs_err_set(err, FS_ECORRUPT, "the own feed's head is malformed");
         }
-        e.has_prev = 1;
-        memcpy(e.prev, sqlite3_column_blob(st, 1), PROTO_HASH_BYTES);
+        memcpy(hash, sqlite3_column_blob(st, 1), PROTO_HASH_BYTES);
     }
     sqlite3_reset(st);
+    return FS_OK;
+}
+
+/* Builds the entry that follows (head_seq, head_hash) and signs it: its bytes
+ * into out, the rest into oe. content: the canonical content bytes (NULL for
+ * a delete). Touches no table, so it may run while another thread writes. */
+static enum fs_rc
+own_sign(struct store *s, uint64_t head_seq, const unsigned char *head_hash, enum proto_op op,
+         const char *id, uint64_t gen, const unsigned char *parent, const unsigned char *content,
+         size_t clen, struct fs_buf *out, struct own_entry *oe, struct fs_err *err)
+{
+    struct proto_entry e;
+    enum fs_rc rc;
+
+    memset(&e, 0, sizeof e);
+    e.seq = head_seq + 1;
+    if (head_seq > 0) {
+        e.has_prev = 1;
+        memcpy(e.prev, head_hash, PROTO_HASH_BYTES);
+    }
     memcpy(e.feed, s->pk, PROTO_KEY_BYTES);
     proto_time_format_ms(store_now_ms(), e.at);
     e.op = op;
@@ -322,21 +310,35 @@ append_own(struct store *s, enum proto_op op, const char *id, uint64_t gen,
     rc = proto_entry_check(&e, err);
     if (rc)
         return rc;
-    fs_buf_reset(&s->ebuf);
-    rc = proto_entry_encode(&e, &s->ebuf);
+    fs_buf_reset(out);
+    rc = proto_entry_encode(&e, out);
     if (rc)
         return fs_err_set(err, rc, "entry is too large");
-    proto_entry_sign(s->ebuf.data, s->ebuf.len, s->sk, sig);
-    proto_entry_hash(s->ebuf.data, s->ebuf.len, sig, hash);
+    proto_entry_sign(out->data, out->len, s->sk, oe->sig);
+    proto_entry_hash(out->data, out->len, oe->sig, oe->hash);
+    oe->seq = e.seq;
+    memcpy(oe->content_hash, e.content_hash, PROTO_HASH_BYTES);
+    return FS_OK;
+}
+
+/* Writes a signed own entry (the feed head is the caller's). */
+static enum fs_rc
+own_insert(struct store *s, const struct own_entry *oe, const unsigned char *ebytes, size_t elen,
+           enum proto_op op, const char *id, uint64_t gen, const unsigned char *parent,
+           const unsigned char *content, size_t clen, struct fs_err *err)
+{
+    sqlite3_stmt *st;
+    enum fs_rc rc;
+    int r;
 
     rc = store_stmt(s, ST_ENTRY_INSERT, &st, err);
     if (rc)
         return rc;
     sqlite3_bind_blob(st, 1, s->pk, PROTO_KEY_BYTES, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 2, (sqlite3_int64)e.seq);
-    sqlite3_bind_blob(st, 3, hash, PROTO_HASH_BYTES, SQLITE_STATIC);
-    sqlite3_bind_blob(st, 4, s->ebuf.data, (int)s->ebuf.len, SQLITE_STATIC);
-    sqlite3_bind_blob(st, 5, sig, PROTO_SIG_BYTES, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, (sqlite3_int64)oe->seq);
+    sqlite3_bind_blob(st, 3, oe->hash, PROTO_HASH_BYTES, SQLITE_STATIC);
+    sqlite3_bind_blob(st, 4, ebytes, (int)elen, SQLITE_STATIC);
+    sqlite3_bind_blob(st, 5, oe->sig, PROTO_SIG_BYTES, SQLITE_STATIC);
     if (content)
         sqlite3_bind_blob(st, 6, content, (int)clen, SQLITE_STATIC);
     sqlite3_bind_text(st, 7, id, -1, SQLITE_STATIC);
@@ -345,31 +347,109 @@ append_own(struct store *s, enum proto_op op, const char *id, uint64_t gen,
         sqlite3_bind_blob(st, 9, parent, PROTO_HASH_BYTES, SQLITE_STATIC);
     sqlite3_bind_int(st, 10, (int)op);
     if (content)
-        sqlite3_bind_blob(st, 11, e.content_hash, PROTO_HASH_BYTES, SQLITE_STATIC);
+        sqlite3_bind_blob(st, 11, oe->content_hash, PROTO_HASH_BYTES, SQLITE_STATIC);
     r = sqlite3_step(st);
     sqlite3_reset(st);
     if (r != SQLITE_DONE)
         return store_sqlerr(s, r, "saving the entry", err);
+    return FS_OK;
+}
+
+static enum fs_rc
+own_head_set(struct store *s, uint64_t seq, const unsigned char hash[PROTO_HASH_BYTES],
+             struct fs_err *err)
+{
+    sqlite3_stmt *st;
+    enum fs_rc rc;
+    int r;
 
     rc = store_stmt(s, ST_FEED_HEAD_SET, &st, err);
     if (rc)
         return rc;
     sqlite3_bind_blob(st, 1, s->pk, PROTO_KEY_BYTES, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 2, (sqlite3_int64)e.seq);
+    sqlite3_bind_int64(st, 2, (sqlite3_int64)seq);
     sqlite3_bind_blob(st, 3, hash, PROTO_HASH_BYTES, SQLITE_STATIC);
     r = sqlite3_step(st);
     sqlite3_reset(st);
     if (r != SQLITE_DONE)
         return store_sqlerr(s, r, "saving the feed head", err);
-    if (known && known->n_attachments) {
-        enum fs_rc brc = store_blob_refs_add(s, id, known, 1, err);
+    return FS_OK;
+}
 
-        if (brc)
-            return brc;
+/* The records row of a record whose only revision is the root just written
+ * here: what store_record_refresh would merge, without loading anything. */
+static enum fs_rc
+record_insert_root(struct store *s, const char *id, const char *kind, int64_t observed_ms,
+                   const unsigned char hash[PROTO_HASH_BYTES], uint64_t seq, struct fs_err *err)
+{
+    sqlite3_stmt *st;
+    enum fs_rc rc;
+    int r;
+
+    rc = store_stmt(s, ST_RECORD_UPSERT, &st, err);
+    if (rc)
+        return rc;
+    sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+    sqlite3_bind_int(st, 2, (int)PROTO_REC_LIVE);
+    sqlite3_bind_blob(st, 3, s->pk, PROTO_KEY_BYTES, SQLITE_STATIC);
+    sqlite3_bind_blob(st, 4, hash, PROTO_HASH_BYTES, SQLITE_STATIC);
+    sqlite3_bind_blob(st, 5, s->pk, PROTO_KEY_BYTES, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 6, (sqlite3_int64)seq);
+    sqlite3_bind_int64(st, 7, 1);
+    sqlite3_bind_text(st, 8, kind, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 9, observed_ms);
+    sqlite3_bind_int64(st, 10, 0);
+    sqlite3_bind_int64(st, 11, (sqlite3_int64)seq);
+    r = sqlite3_step(st);
+    sqlite3_reset(st);
+    if (r != SQLITE_DONE)
+        return store_sqlerr(s, r, "updating the records view", err);
+    return FS_OK;
+}
+
+static enum fs_rc
+observed_ms_of(const struct proto_content *c, int64_t *ms, struct fs_err *err)
+{
+    *ms = 0;
+    if (proto_time_parse(c->observed_at, strlen(c->observed_at), 0, ms))
+        return fs_err_set(err, FS_EINVAL, "observed_at is not RFC 3339");
+    return FS_OK;
+}
+
+/* Appends one entry to the own feed, inside the caller's transaction.
+ * content: the canonical content bytes (NULL for a delete). new_root: the
+ * record has no revision anywhere in this store yet (a fresh id, or one
+ * looked up), so its view row is written without a merge. */
+static enum fs_rc
+append_own(struct store *s, enum proto_op op, const char *id, uint64_t gen,
+           const unsigned char *parent, const unsigned char *content, size_t clen,
+           const struct proto_content *known, int new_root, struct fs_err *err)
+{
+    unsigned char head[PROTO_HASH_BYTES];
+    struct own_entry oe;
+    uint64_t seq = 0;
+    int64_t observed_ms;
+    enum fs_rc rc;
+
+    rc = own_head(s, &seq, head, err);
+    if (!rc)
+        rc = own_sign(s, seq, head, op, id, gen, parent, content, clen, &s->ebuf, &oe, err);
+    if (!rc)
+        rc = own_insert(s, &oe, s->ebuf.data, s->ebuf.len, op, id, gen, parent, content, clen, err);
+    if (!rc)
+        rc = own_head_set(s, oe.seq, oe.hash, err);
+    if (rc)
+        return rc;
+    if (known && known->n_attachments) {
+        rc = store_blob_refs_add(s, id, known, 1, err);
+        if (rc)
+            return rc;
     }
-    if (new_root && known && op == PROTO_OP_PUT && gen == 1)
-        return record_insert_root(s, id, known, hash, e.seq, err);
-    return store_record_refresh(s, id, known, hash, e.seq, err);
+    if (new_root && known && op == PROTO_OP_PUT && gen == 1) {
+        rc = observed_ms_of(known, &observed_ms, err);
+        return rc ? rc : record_insert_root(s, id, known->kind, observed_ms, oe.hash, oe.seq, err);
+    }
+    return store_record_refresh(s, id, known, oe.hash, oe.seq, err);
 }
 
 static int
@@ -440,6 +520,262 @@ out:
     rc = op_end(s, own, rc, err);
     if (!rc)
         memcpy(id_out, nid, PROTO_UUID_LEN + 1);
+    return rc;
+}
+
+/* ---- bulk: new records signed on one thread, written on another -----------------
+ *
+ * Signing is serial (each entry names the hash of the one before) and so is
+ * writing (one connection), but the two need not wait for each other: the
+ * caller's thread builds and signs entry k+1 while a writer thread inserts
+ * entry k. The signing side touches no table, so the connection has one user
+ * at a time: the writer while jobs are queued, the caller once drained. The
+ * feed head row is written at each drain (the chain is in the entries). */
+
+#define BULK_JOBS 64
+/* Wake-ups cost more than a row: the writer is woken when this many jobs
+ * wait (or at a drain), the caller when half the queue is free (or drained).
+ * Both wait on one condition variable, so every wake-up is a broadcast. */
+#define BULK_WAKE 16
+
+struct bulk_job {
+    struct own_entry oe;
+    struct fs_buf entry;
+    struct fs_buf content;
+    char id[PROTO_UUID_LEN + 1];
+    char kind[PROTO_KIND_MAX_BYTES + 1];
+    int64_t observed_ms;
+    uint64_t where;
+};
+
+struct store_bulk {
+    struct store *s;
+    pthread_t writer;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    struct bulk_job jobs[BULK_JOBS];
+    unsigned head, tail; /* jobs [tail, head) are the writer's; tail moves once written */
+    int stop;
+    int writer_waits, caller_waits;
+    unsigned caller_wants; /* the caller waits until at most this many jobs are queued */
+    enum fs_rc rc; /* the writer's first failure, then it writes nothing more */
+    struct fs_err err;
+    uint64_t fail_where;
+    /* The caller's side: the entry last signed, and whether the head row lags it. */
+    int have_head, head_dirty;
+    uint64_t seq;
+    unsigned char hash[PROTO_HASH_BYTES];
+};
+
+static enum fs_rc
+bulk_write(struct store *s, const struct bulk_job *j, struct fs_err *err)
+{
+    enum fs_rc rc;
+
+    rc = own_insert(s, &j->oe, j->entry.data, j->entry.len, PROTO_OP_PUT, j->id, 1, NULL,
+                    j->content.data, j->content.len, err);
+    return rc ? rc
+              : record_insert_root(s, j->id, j->kind, j->observed_ms, j->oe.hash, j->oe.seq, err);
+}
+
+static void *
+bulk_writer(void *arg)
+{
+    struct store_bulk *b = arg;
+    struct bulk_job *j;
+    struct fs_err err;
+    enum fs_rc rc;
+    int failed;
+
+    pthread_mutex_lock(&b->mu);
+    for (;;) {
+        while (b->tail == b->head && !b->stop) {
+            b->writer_waits = 1;
+            pthread_cond_wait(&b->cv, &b->mu);
+        }
+        b->writer_waits = 0;
+        if (b->tail == b->head)
+            break; /* stopped, and nothing left */
+        j = &b->jobs[b->tail % BULK_JOBS];
+        failed = b->rc != FS_OK;
+        pthread_mutex_unlock(&b->mu);
+        rc = failed ? FS_OK : bulk_write(b->s, j, &err);
+        pthread_mutex_lock(&b->mu);
+        if (rc) {
+            b->rc = rc;
+            b->err = err;
+            b->fail_where = j->where;
+        }
+        b->tail++;
+        if (b->caller_waits && b->head - b->tail <= b->caller_wants)
+            pthread_cond_broadcast(&b->cv);
+    }
+    pthread_mutex_unlock(&b->mu);
+    return NULL;
+}
+
+enum fs_rc
+store_bulk_begin(struct store *s, struct store_bulk **out, struct fs_err *err)
+{
+    struct store_bulk *b;
+    size_t i;
+
+    *out = NULL;
+    if (!s->in_tx)
+        return fs_err_set(err, FS_EINVAL, "a bulk of records needs a transaction");
+    b = calloc(1, sizeof *b);
+    if (!b)
+        return fs_err_set(err, FS_ENOMEM, "out of memory");
+    b->s = s;
+    for (i = 0; i < BULK_JOBS; i++) {
+        fs_buf_init(&b->jobs[i].entry, PROTO_ENTRY_MAX_BYTES);
+        fs_buf_init(&b->jobs[i].content, PROTO_CONTENT_MAX_BYTES);
+    }
+    if (pthread_mutex_init(&b->mu, NULL) != 0) {
+        free(b);
+        return fs_err_set(err, FS_ENOMEM, "out of memory");
+    }
+    if (pthread_cond_init(&b->cv, NULL) != 0) {
+        pthread_mutex_destroy(&b->mu);
+        free(b);
+        return fs_err_set(err, FS_ENOMEM, "out of memory");
+    }
+    if (pthread_create(&b->writer, NULL, bulk_writer, b) != 0) {
+        pthread_cond_destroy(&b->cv);
+        pthread_mutex_destroy(&b->mu);
+        free(b);
+        return fs_err_set(err, FS_ENOMEM, "cannot start a thread");
+    }
+    *out = b;
+    return FS_OK;
+}
+
+/* The writer's failure, once the caller has seen it under the lock. */
+static enum fs_rc
+bulk_failed(struct store_bulk *b, uint64_t *where, struct fs_err *err)
+{
+    *err = b->err;
+    *where = b->fail_where;
+    return b->rc;
+}
+
+enum fs_rc
+store_bulk_drain(struct store_bulk *b, uint64_t *where, struct fs_err *err)
+{
+    enum fs_rc rc;
+
+    pthread_mutex_lock(&b->mu);
+    while (b->tail != b->head) {
+        if (b->writer_waits) /* fewer than BULK_WAKE jobs wait for it */
+            pthread_cond_broadcast(&b->cv);
+        b->caller_waits = 1;
+        b->caller_wants = 0;
+        pthread_cond_wait(&b->cv, &b->mu);
+    }
+    b->caller_waits = 0;
+    rc = b->rc ? bulk_failed(b, where, err) : FS_OK;
+    pthread_mutex_unlock(&b->mu);
+    if (rc)
+        return rc;
+    /* The connection is the caller's again, and may change the head. */
+    b->have_head = 0;
+    if (b->head_dirty) {
+        b->head_dirty = 0;
+        return own_head_set(b->s, b->seq, b->hash, err);
+    }
+    return FS_OK;
+}
+
+enum fs_rc
+store_bulk_add(struct store_bulk *b, const struct proto_content *c, const unsigned char *bytes,
+               size_t len, uint64_t where, char id_out[PROTO_UUID_LEN + 1], uint64_t *fail_where,
+               struct fs_err *err)
+{
+    struct store *s = b->s;
+    struct bulk_job *j;
+    char nid[PROTO_UUID_LEN + 1];
+    int64_t observed_ms;
+    enum fs_rc rc;
+
+    *fail_where = where;
+    if (c->n_attachments) {
+        /* Blob rows and references: the usual way, on this thread. */
+        rc = store_bulk_drain(b, fail_where, err);
+        return rc ? rc : store_record_create_encoded(s, c, bytes, len, NULL, id_out, err);
+    }
+    if (!b->have_head) {
+        rc = own_head(s, &b->seq, b->hash, err); /* drained: the writer is idle */
+        if (rc)
+            return rc;
+        b->have_head = 1;
+    }
+    rc = observed_ms_of(c, &observed_ms, err);
+    if (rc)
+        return rc;
+    if (strlen(c->kind) > PROTO_KIND_MAX_BYTES)
+        return fs_err_set(err, FS_EINVAL, "kind is longer than %u bytes", PROTO_KIND_MAX_BYTES);
+    proto_uuid7_next(&s->ids, store_now_ms(), nid);
+
+    pthread_mutex_lock(&b->mu);
+    while (b->head - b->tail == BULK_JOBS && !b->rc) {
+        b->caller_waits = 1;
+        b->caller_wants = BULK_JOBS / 2;
+        pthread_cond_wait(&b->cv, &b->mu);
+    }
+    b->caller_waits = 0;
+    rc = b->rc ? bulk_failed(b, fail_where, err) : FS_OK;
+    pthread_mutex_unlock(&b->mu);
+    if (rc)
+        return rc;
+    /* The slot at head is not the writer's until head moves past it. */
+    j = &b->jobs[b->head % BULK_JOBS];
+    rc = own_sign(s, b->seq, b->hash, PROTO_OP_PUT, nid, 1, NULL, bytes, len, &j->entry, &j->oe,
+                  err);
+    if (rc)
+        return rc;
+    fs_buf_reset(&j->content);
+    if (fs_buf_add(&j->content, bytes, len) != FS_OK)
+        return fs_err_set(err, FS_EINVAL, "the record is larger than %u bytes",
+                          PROTO_CONTENT_MAX_BYTES);
+    memcpy(j->id, nid, sizeof j->id);
+    snprintf(j->kind, sizeof j->kind, "%s", c->kind);
+    j->observed_ms = observed_ms;
+    j->where = where;
+    b->seq = j->oe.seq;
+    memcpy(b->hash, j->oe.hash, PROTO_HASH_BYTES);
+    b->head_dirty = 1;
+
+    pthread_mutex_lock(&b->mu);
+    b->head++;
+    if (b->writer_waits && b->head - b->tail >= BULK_WAKE)
+        pthread_cond_broadcast(&b->cv);
+    pthread_mutex_unlock(&b->mu);
+    memcpy(id_out, nid, PROTO_UUID_LEN + 1);
+    return FS_OK;
+}
+
+enum fs_rc
+store_bulk_end(struct store_bulk *b, uint64_t *where, struct fs_err *err)
+{
+    enum fs_rc rc;
+    size_t i;
+
+    if (!b)
+        return FS_OK;
+    *where = 0;
+    rc = store_bulk_drain(b, where, err);
+    pthread_mutex_lock(&b->mu);
+    b->stop = 1;
+    pthread_cond_broadcast(&b->cv);
+    pthread_mutex_unlock(&b->mu);
+    pthread_join(b->writer, NULL);
+    for (i = 0; i < BULK_JOBS; i++) {
+        fs_buf_release(&b->jobs[i].entry);
+        fs_buf_release(&b->jobs[i].content);
+    }
+    pthread_cond_destroy(&b->cv);
+    pthread_mutex_destroy(&b->mu);
+    free(b);
     return rc;
 }
 
