@@ -558,7 +558,7 @@ struct store_bulk {
     int stop;
     int writer_waits, caller_waits;
     unsigned caller_wants; /* the caller waits until at most this many jobs are queued */
-    enum fs_rc rc; /* the writer's first failure, then it writes nothing more */
+    enum fs_rc rc;         /* the writer's first failure, then it writes nothing more */
     struct fs_err err;
     uint64_t fail_where;
     /* The caller's side: the entry last signed, and whether the head row lags it. */
