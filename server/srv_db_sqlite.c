@@ -24,9 +24,12 @@
  * most of them. */
 #define STMT_CACHE 64
 
+struct checkpointer;
+
 struct srv_db {
     sqlite3 *db;
-    char *dir; /* the data folder */
+    char *dir;                 /* the data folder */
+    struct checkpointer *ckpt; /* its checkpoints are done there (below), or NULL */
     struct {
         const char *sql;
         sqlite3_stmt *st;
@@ -334,6 +337,155 @@ out:
     return rc;
 }
 
+/* ---- checkpoints off the commit path ---------------------------------------------
+ *
+ * By default SQLite copies the WAL back into the database in the connection
+ * whose commit took it past 1000 pages: under load that is the group
+ * committer, and every push of that group waits for the copy and its fsync
+ * before it is answered. Here the handles of a process share one checkpointer
+ * instead: a commit that leaves the WAL at CKPT_PAGES or more wakes a thread
+ * with a connection of its own, which runs a PASSIVE checkpoint (it waits for
+ * no writer and no reader, and they do not wait for it). Durability is not
+ * concerned: a commit is durable in the WAL (synchronous=FULL) before it
+ * returns, checkpoint or not. */
+#define CKPT_PAGES 1000
+
+struct checkpointer {
+    pthread_mutex_t lock; /* guards wanted and stop */
+    pthread_cond_t wake;
+    int wanted, stop;
+    pthread_t thread;
+    sqlite3 *db;    /* its own connection */
+    char *path;     /* the database it checkpoints */
+    unsigned users; /* handles open on it (under ckpt_lock) */
+};
+
+/* The process's checkpointer, if one runs. */
+static pthread_mutex_t ckpt_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct checkpointer *ckpt_cur;
+
+static int
+ckpt_hook(void *arg, sqlite3 *db, const char *name, int pages)
+{
+    struct checkpointer *k = arg;
+
+    (void)db;
+    (void)name;
+    if (pages >= CKPT_PAGES) {
+        pthread_mutex_lock(&k->lock);
+        k->wanted = 1;
+        pthread_cond_signal(&k->wake);
+        pthread_mutex_unlock(&k->lock);
+    }
+    return SQLITE_OK;
+}
+
+static void *
+ckpt_main(void *arg)
+{
+    struct checkpointer *k = arg;
+
+    pthread_mutex_lock(&k->lock);
+    for (;;) {
+        while (!k->wanted && !k->stop)
+            pthread_cond_wait(&k->wake, &k->lock);
+        if (k->stop)
+            break;
+        k->wanted = 0;
+        pthread_mutex_unlock(&k->lock);
+        /* A failure (a full disk, say) leaves the frames in the WAL, where they
+         * are durable; the next commit past the mark tries again. */
+        sqlite3_wal_checkpoint_v2(k->db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+        pthread_mutex_lock(&k->lock);
+    }
+    pthread_mutex_unlock(&k->lock);
+    return NULL;
+}
+
+static void
+ckpt_free(struct checkpointer *k)
+{
+    sqlite3_close(k->db);
+    free(k->path);
+    pthread_cond_destroy(&k->wake);
+    pthread_mutex_destroy(&k->lock);
+    free(k);
+}
+
+/* A checkpointer for path, running; NULL when it cannot be had. */
+static struct checkpointer *
+ckpt_start(const char *path)
+{
+    struct checkpointer *k = calloc(1, sizeof *k);
+
+    if (!k)
+        return NULL;
+    if (pthread_mutex_init(&k->lock, NULL) != 0) {
+        free(k);
+        return NULL;
+    }
+    if (pthread_cond_init(&k->wake, NULL) != 0) {
+        pthread_mutex_destroy(&k->lock);
+        free(k);
+        return NULL;
+    }
+    k->path = strdup(path);
+    if (k->path && sqlite3_open_v2(path, &k->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX,
+                                   NULL) == SQLITE_OK) {
+        sqlite3_busy_timeout(k->db, 1000);
+        /* Reading the mode opens the database: until then the connection does
+         * not know it is in WAL mode, and would checkpoint nothing. */
+        if (sqlite3_exec(k->db, "PRAGMA synchronous = FULL; PRAGMA journal_mode = WAL;", NULL, NULL,
+                         NULL) == SQLITE_OK &&
+            pthread_create(&k->thread, NULL, ckpt_main, k) == 0)
+            return k;
+    }
+    ckpt_free(k);
+    return NULL;
+}
+
+/* Hands db's checkpoints to the checkpointer of path, started with the first
+ * handle. Where that cannot be (a second database in one process, no thread),
+ * db keeps SQLite's own. */
+static void
+ckpt_attach(struct srv_db *db, const char *path)
+{
+    pthread_mutex_lock(&ckpt_lock);
+    if (!ckpt_cur)
+        ckpt_cur = ckpt_start(path);
+    if (ckpt_cur && strcmp(ckpt_cur->path, path) == 0) {
+        ckpt_cur->users++;
+        db->ckpt = ckpt_cur;
+        sqlite3_wal_hook(db->db, ckpt_hook, ckpt_cur); /* replaces the automatic checkpoint */
+    }
+    pthread_mutex_unlock(&ckpt_lock);
+}
+
+/* After db's connection is closed: the last handle stops the checkpointer, and
+ * closing its connection, the last one, checkpoints what is left. */
+static void
+ckpt_detach(struct srv_db *db)
+{
+    struct checkpointer *k = db->ckpt;
+
+    if (!k)
+        return;
+    pthread_mutex_lock(&ckpt_lock);
+    if (--k->users > 0) {
+        pthread_mutex_unlock(&ckpt_lock);
+        return;
+    }
+    if (ckpt_cur == k)
+        ckpt_cur = NULL;
+    pthread_mutex_unlock(&ckpt_lock);
+    pthread_mutex_lock(&k->lock);
+    k->stop = 1;
+    pthread_cond_signal(&k->wake);
+    pthread_mutex_unlock(&k->lock);
+    pthread_join(k->thread, NULL);
+    ckpt_free(k);
+}
+
 static enum fs_rc
 sq_open(const char *where, int create, struct srv_db **out, struct fs_err *err)
 {
@@ -353,7 +505,6 @@ sq_open(const char *where, int create, struct srv_db **out, struct fs_err *err)
     r = sqlite3_open_v2(
         path, &db->db,
         SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | (create ? SQLITE_OPEN_CREATE : 0), NULL);
-    free(path);
     if (r != SQLITE_OK) {
         rc = fs_err_set(err, FS_EIO, "cannot open %s/server.db: %s%s", where, sqlite3_errstr(r),
                         create ? "" : " (run 'fieldsync-server init' first)");
@@ -370,9 +521,12 @@ sq_open(const char *where, int create, struct srv_db **out, struct fs_err *err)
     rc = migrate(db, create, err);
     if (rc)
         goto fail;
+    ckpt_attach(db, path);
+    free(path);
     *out = db;
     return FS_OK;
 fail:
+    free(path);
     sqlite3_close(db->db);
     free(db->dir);
     free(db);
@@ -389,6 +543,7 @@ sq_close(struct srv_db *db)
     for (i = 0; i < db->ncache; i++)
         sqlite3_finalize(db->cache[i].st);
     sqlite3_close(db->db);
+    ckpt_detach(db);
     free(db->dir);
     free(db);
 }

@@ -89,6 +89,29 @@ class SyncTest(TempTestCase):
         self.assertEqual(set(ids), {r["id"] for r in dev.records()})
         self.assertIn("ok: 500 entries", self.server.admin("check").out)
 
+    def test_wal_is_checkpointed_while_serving(self):
+        """Automatic checkpoints are off in the server's handles (they would run in the
+        commit that answers a group of pushes); its own thread checkpoints instead. With the
+        server still running, the pages of 6,000 pushed entries reach server.db (red when
+        that thread checkpoints nothing: the WAL then grows without end and server.db stays
+        at its first size)."""
+        path = os.path.join(self.tmp, "6k.jsonl")
+        with open(RECORDS_1K, encoding="utf-8") as f:
+            src = [json.loads(line) for line in f if line.strip()]
+        with open(path, "w", encoding="utf-8") as f:
+            for k in range(6):
+                for r in src:
+                    f.write(json.dumps(dict(r, note="%s (copy %d)" % (r.get("note", ""), k)),
+                                       ensure_ascii=False) + "\n")
+        dev = enrolled_device(self.tmp, self.server)
+        dev.ok("import", path)
+        db = os.path.join(self.server.data, "server.db")
+        before = os.path.getsize(db)
+        dev.ok("sync")
+        wait_for(lambda: os.path.getsize(db) >= before + 4 * 2**20, timeout=60,
+                 what="the pushed pages to be checkpointed into server.db")
+        self.assertIn("ok: 6000 entries", self.server.admin("check").out)
+
     def test_replay_changes_nothing_and_does_not_inflate(self):
         dev = enrolled_device(self.tmp, self.server)
         for i in range(20):
