@@ -252,6 +252,7 @@ import_rows(struct import *im, FILE *f, const char *path, int csv, struct fs_err
         if (r.rc) {
             *err = r.err;
             rc = r.rc;
+            where = 0; /* the reader's message names its line */
             break;
         }
         rc = import_row(im, &r.c, r.enc, r.enc_len, r.has_id ? r.id : NULL, r.where, &where, err);

@@ -4,6 +4,7 @@ and kill -9 at random moments — with the real fieldsync binary."""
 import json
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -216,14 +217,14 @@ class CoreTest(TempTestCase):
             f.write("\n".join(lines) + "\n")
         p = self.dev.run("import", path)
         self.assertOneLineError(p, 65)
-        self.assertIn("line 3", p.err)
+        self.assertEqual(re.findall(r"line \d+", p.err), ["line 3"], p.err)
         self.assertNotIn(secret, p.err)
         with open(path, "w", encoding="utf-8") as f:
             good = open(RECORDS_1K, encoding="utf-8").read().splitlines()[:3]
             f.write("\n".join(good) + '\n{"kind": "interview", "observed_at": "x"\n')
         p = self.dev.run("import", path)
         self.assertOneLineError(p, 65)
-        self.assertIn("line 4", p.err)
+        self.assertEqual(re.findall(r"line \d+", p.err), ["line 4"], p.err)
         self.assertEqual(self.dev.status()["local_seq"], 0)
         # Rows are read ahead on a second thread: an error far into a long file
         # still stops the import at its own line, with the rows read ahead freed.
@@ -233,7 +234,7 @@ class CoreTest(TempTestCase):
             f.write("\n".join(lines) + "\n")
         p = self.dev.run("import", path)
         self.assertOneLineError(p, 65)
-        self.assertIn("line 300", p.err)
+        self.assertEqual(re.findall(r"line \d+", p.err), ["line 300"], p.err)
         self.assertEqual(self.dev.status()["local_seq"], 0)
         # And a store-side refusal (an id held with other content) at row 200 of a CSV.
         csv_path = os.path.join(self.tmp, "bad.csv")
@@ -245,7 +246,7 @@ class CoreTest(TempTestCase):
                 f.write("%s,observation,2026-11-28T10:00:00+08:00,row %d\r\n" % (rid, i))
         p = self.dev.run("import", csv_path)
         self.assertOneLineError(p, 65)
-        self.assertIn("row 200", p.err)
+        self.assertEqual(re.findall(r"row \d+", p.err), ["row 200"], p.err)
         self.assertEqual(self.dev.status()["local_seq"], 1)
 
     def test_csv_import(self):
