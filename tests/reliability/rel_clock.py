@@ -39,10 +39,10 @@ def faked(offset=None, stamp_file=None):
 
 class PushGate:
     """A TCP relay between one agent and the server that counts the push requests
-    going up ("POST /v1/feeds/<feed>/entries") and calls on_push(k) with the k-th
-    before a byte of it is forwarded. The agent sends a request and waits for its
-    answer before it signs the next, so what on_push does happens between two
-    pushes: no timing involved."""
+    going up ("POST /v1/feeds/<feed>/entries") and calls on_push(k) once the k-th
+    request line is in, before the bytes that end it (and the body after them) are
+    forwarded. The agent sends a request and waits for its answer before it signs
+    the next, so what on_push does happens between two pushes: no timing involved."""
 
     MARK = b"POST /v1/feeds/"
 
